@@ -1,0 +1,183 @@
+"""`MedicalDataset`: cases of the preprocessed layout (`images/*.npy`, `labels/*.npy`, lists)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from medseg.cvlibs.registry import DATASETS
+from medseg.transforms import Compose
+
+LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
+
+
+@DATASETS.register()
+class MedicalDataset(Dataset):
+    """Cases listed in `<dataset_root>/<mode>_list.txt`, loaded memory-mapped.
+
+    In `train` mode an item is asked for as `(case_index, seed)` (see `InfiniteSampler`) and the
+    transforms draw from a generator seeded with `seed`; a plain index uses the index as seed.
+    Items are `(image float32 C×Z×Y×X, label int64 Z×Y×X, case_id)`.
+
+    Args:
+        dataset_root: Folder of the preprocessed dataset.
+        result_dir: Where later stages write results (kept for MedicalSeg configs).
+        transforms: Built transform objects applied in order.
+        num_classes: Number of classes including background; defaults to `dataset.json`'s.
+        mode: "train", "val" or "test".
+        ignore_index: Label value excluded from the loss (MedicalSeg's default 255).
+        dataset_json_path: `dataset.json` to use instead of `<dataset_root>/dataset.json`.
+    """
+
+    def __init__(
+        self,
+        dataset_root: str,
+        result_dir: str | None = None,
+        transforms: list | None = None,
+        num_classes: int | None = None,
+        mode: str = "train",
+        ignore_index: int = 255,
+        dataset_json_path: str | None = None,
+    ):
+        mode = mode.lower()
+        if mode not in LIST_FILES:
+            raise ValueError(f"mode must be one of {sorted(LIST_FILES)}, got '{mode}'")
+        self.dataset_root = Path(dataset_root)
+        if not self.dataset_root.is_dir():
+            raise FileNotFoundError(
+                f"dataset_root '{dataset_root}' does not exist; prepare the dataset first "
+                "(e.g. python tools/prepare_phantom.py)"
+            )
+        self.result_dir = result_dir
+        self.mode = mode
+        self.transforms = Compose(list(transforms or []))
+        self.ignore_index = ignore_index
+        self.info = self._read_dataset_json(dataset_json_path)
+        self.num_classes = self._resolve_num_classes(num_classes)
+        self.class_names = self._class_names()
+        self.cases = self._read_list(self.dataset_root / LIST_FILES[mode])
+
+    def _read_dataset_json(self, path: str | None) -> dict[str, Any]:
+        json_path = Path(path) if path else self.dataset_root / "dataset.json"
+        if not json_path.is_file():
+            if path:
+                raise FileNotFoundError(f"dataset_json_path '{path}' does not exist")
+            return {}
+        try:
+            return json.loads(json_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{json_path} is not valid JSON: {err}") from None
+
+    def _resolve_num_classes(self, num_classes: int | None) -> int:
+        recorded = self.info.get("num_classes")
+        if num_classes is None:
+            if recorded is None:
+                raise ValueError(
+                    f"num_classes is not set and {self.dataset_root}/dataset.json "
+                    "does not record it"
+                )
+            return int(recorded)
+        if recorded is not None and int(recorded) != num_classes:
+            raise ValueError(
+                f"num_classes is {num_classes} but {self.dataset_root}/dataset.json has "
+                f"{recorded} classes ({self.info.get('labels')})"
+            )
+        return num_classes
+
+    def _class_names(self) -> list[str]:
+        labels = {int(k): v for k, v in (self.info.get("labels") or {}).items()}
+        return [labels.get(i, f"class_{i}") for i in range(self.num_classes)]
+
+    def _read_list(self, list_path: Path) -> list[dict[str, Any]]:
+        if not list_path.is_file():
+            raise FileNotFoundError(f"file list {list_path} does not exist (mode '{self.mode}')")
+        cases = []
+        for line_number, line in enumerate(list_path.read_text().splitlines(), start=1):
+            items = line.split()
+            if not items:
+                continue
+            if len(items) > 2 or (len(items) == 1 and self.mode != "test"):
+                raise ValueError(
+                    f"{list_path}:{line_number}: expected 'images/<case>.npy labels/<case>.npy', "
+                    f"got '{line.strip()}'"
+                )
+            image = self.dataset_root / items[0]
+            label = self.dataset_root / items[1] if len(items) == 2 else None
+            case_id = Path(items[0]).name.removesuffix(".npy")
+            for path in (image, label):
+                if path is not None and not path.is_file():
+                    raise FileNotFoundError(
+                        f"case '{case_id}': {path} does not exist ({list_path})"
+                    )
+            cases.append({"id": case_id, "image": image, "label": label})
+        if not cases:
+            raise ValueError(f"file list {list_path} holds no cases")
+        return cases
+
+    def case_spacing(self, case_id: str) -> tuple[float, float, float]:
+        """Voxel size (z, y, x) in mm of a preprocessed case, from `dataset.json`'s record."""
+        record = (self.info.get("cases") or {}).get(case_id, {}).get("record")
+        if record is None:
+            raise ValueError(
+                f"case '{case_id}' has no preprocessing record in "
+                f"{self.dataset_root}/dataset.json; "
+                "distances in mm need it (re-prepare the dataset with medseg's tools)"
+            )
+        return tuple(float(s) for s in record["spacing_after_resample"])
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def load_case(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """Memory-map one case and check it: channel axis, matching shapes, label values."""
+        case = self.cases[index]
+        image = np.load(case["image"], mmap_mode="r")
+        if image.ndim == 3:
+            image = image[None]
+        if image.ndim != 4:
+            raise ValueError(
+                f"case '{case['id']}': image {case['image']} has shape {image.shape}; "
+                "expected C×Z×Y×X or Z×Y×X"
+            )
+        label = None
+        if case["label"] is not None:
+            label = np.load(case["label"], mmap_mode="r")
+            if label.shape != image.shape[1:]:
+                raise ValueError(
+                    f"case '{case['id']}': label shape {label.shape} does not match image "
+                    f"shape {image.shape[1:]} ({case['label']})"
+                )
+            self._check_label_values(case, label)
+        return image, label, case["id"]
+
+    def _check_label_values(self, case: dict[str, Any], label: np.ndarray) -> None:
+        values = np.unique(label)
+        bad = values[(values >= self.num_classes) | (values < 0)]
+        bad = bad[bad != self.ignore_index]
+        if bad.size:
+            raise ValueError(
+                f"case '{case['id']}': label values {bad.tolist()} are not below num_classes="
+                f"{self.num_classes} (ignore_index={self.ignore_index}) in {case['label']}"
+            )
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
+        index, seed = item if isinstance(item, tuple) else (item, item)
+        image, label, case_id = self.load_case(index)
+        image = np.asarray(image, dtype=np.float32)
+        label = None if label is None else np.asarray(label)
+        image, label = self.transforms(image, label, np.random.default_rng(seed))
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if label is None:
+            return image, np.zeros(0, dtype=np.int64), case_id
+        return image, np.ascontiguousarray(label, dtype=np.int64), case_id
+
+    def __repr__(self) -> str:
+        return f"MedicalDataset({str(self.dataset_root)!r}, mode={self.mode!r}, cases={len(self)})"
+
+
+DATASETS.register(MedicalDataset, name="LungCoronavirus")
+DATASETS.register(MedicalDataset, name="MRISpineSeg")

@@ -1,0 +1,219 @@
+"""Sliding-window inference over a whole volume with Gaussian blending and mirror TTA (numpy only).
+
+Shared by `val.py` (a torch model behind `TorchPredictor`) and the onnxruntime deploy runner, so it
+imports no torch. Windows lie on a regular grid whose step is at most `patch · (1 − overlap)`, with
+the first window at 0 and the last flush with the far border. Each window's output is weighted by
+an importance map (a Gaussian peaked at the patch centre, as in nnU-Net, or uniform) and summed in
+one float32 accumulator `(K, Z, Y, X)`; the weights are summed in one `(Z, Y, X)` map and the sum is
+divided by them at the end. Volumes smaller than the patch along an axis are padded symmetrically
+(with each channel's minimum by default, i.e. "outside the scan") and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def softmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax along `axis` (the class axis of `(K, Z, Y, X)` logits)."""
+    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start indices along one axis: evenly spread, first at 0, last at `size - patch`.
+
+    The number of windows is the smallest that keeps the step at or below `patch · (1 − overlap)`.
+    """
+    if size <= patch:
+        return [0]
+    max_step = max(patch * (1.0 - overlap), 1.0)
+    count = int(np.ceil((size - patch) / max_step)) + 1
+    return [round(i * (size - patch) / (count - 1)) for i in range(count)]
+
+
+def importance_map(
+    patch_size: Sequence[int], gaussian: bool = True, sigma_scale: float = 0.125
+) -> np.ndarray:
+    """Per-voxel blending weight of one window, float32, maximum 1.
+
+    Gaussian: sigma = patch · `sigma_scale` per axis, centred on the patch centre (so the map is
+    symmetric and mirror TTA sees the same weights); values that underflow to 0 are raised to the
+    smallest non-zero value, so every voxel covered by a window gets a positive weight.
+    """
+    if not gaussian:
+        return np.ones(tuple(patch_size), dtype=np.float32)
+    weights = np.ones((1,) * len(patch_size), dtype=np.float64)
+    for axis, size in enumerate(patch_size):
+        offset = np.arange(size) - (size - 1) / 2.0
+        profile = np.exp(-0.5 * (offset / (size * sigma_scale)) ** 2)
+        shape = [1] * len(patch_size)
+        shape[axis] = size
+        weights = weights * profile.reshape(shape)
+    weights = (weights / weights.max()).astype(np.float32)
+    positive = weights > 0
+    if not positive.all():
+        weights[~positive] = weights[positive].min()
+    return weights
+
+
+def _check_arguments(
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    sigma_scale: float,
+    tta_axes: Sequence[int],
+) -> tuple[int, ...]:
+    """Validate the call and return the patch size as a tuple of ints."""
+    if not isinstance(image, np.ndarray) or image.ndim != 4:
+        got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"`image` must be a numpy array (C, Z, Y, X), got {got}")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 3 or min(patch) < 1:
+        raise ValueError(f"`patch_size` must be 3 positive ints (z, y, x), got {patch_size}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"`overlap` must lie in [0, 1), got {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if not sigma_scale > 0:
+        raise ValueError(f"`sigma_scale` must be > 0, got {sigma_scale}")
+    if any(a not in (0, 1, 2) for a in tta_axes) or len(set(tta_axes)) != len(tta_axes):
+        raise ValueError(
+            f"`tta_axes` must be distinct spatial axes among 0 (z), 1 (y), 2 (x), got {tta_axes}"
+        )
+    return patch
+
+
+def _pad_to_patch(
+    image: np.ndarray, patch: tuple[int, ...], pad_value: float | None
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Pad `image` symmetrically up to `patch` where smaller; return it and the crop back."""
+    spatial = image.shape[1:]
+    before = [max(p - s, 0) // 2 for s, p in zip(spatial, patch, strict=True)]
+    after = [max(p - s, 0) - b for s, p, b in zip(spatial, patch, before, strict=True)]
+    crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
+    if not any(before) and not any(after):
+        return image, crop
+    if pad_value is None:
+        fill = image.reshape(image.shape[0], -1).min(axis=1)
+    else:
+        fill = np.full(image.shape[0], pad_value)
+    padded = np.empty(
+        (image.shape[0], *(s + b + a for s, b, a in zip(spatial, before, after, strict=True))),
+        dtype=np.float32,
+    )
+    padded[...] = fill.reshape(-1, 1, 1, 1)
+    padded[(slice(None), *crop)] = image
+    return padded, crop
+
+
+def _predict(predictor: Predictor, batch: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """Call the predictor and check that it kept the batch and window shape."""
+    out = np.asarray(predictor(batch))
+    expected = (batch.shape[0], num_classes or "K", *batch.shape[2:])
+    if (
+        out.ndim != 5
+        or out.shape[0] != batch.shape[0]
+        or out.shape[2:] != batch.shape[2:]
+        or (num_classes is not None and out.shape[1] != num_classes)
+    ):
+        raise ValueError(
+            f"predictor returned shape {out.shape} for a batch of shape {batch.shape}; "
+            f"expected {expected} (batch, classes, window)"
+        )
+    return out
+
+
+def _predict_tta(
+    predictor: Predictor, batch: np.ndarray, tta_axes: Sequence[int], num_classes: int | None
+) -> np.ndarray:
+    """Average the predictions over every combination of flips along `tta_axes` (spatial axes)."""
+    flip_sets = [
+        combo for n in range(1, len(tta_axes) + 1) for combo in itertools.combinations(tta_axes, n)
+    ]
+    # astype copies: the sum must not alias the batch (a predictor may return its input).
+    total = _predict(predictor, batch, num_classes).astype(np.float32)
+    for flips in flip_sets:
+        axes = tuple(2 + a for a in flips)
+        flipped = np.ascontiguousarray(np.flip(batch, axes))
+        total += np.flip(_predict(predictor, flipped, num_classes), axes)
+    if flip_sets:
+        total /= np.float32(len(flip_sets) + 1)
+    return total
+
+
+def _batches(starts: list[tuple[int, ...]], batch_size: int) -> Iterator[list[tuple[int, ...]]]:
+    """Consecutive groups of at most `batch_size` window starts."""
+    for i in range(0, len(starts), batch_size):
+        yield starts[i : i + batch_size]
+
+
+def sliding_window_inference(
+    image: np.ndarray,
+    predictor: Predictor,
+    patch_size: Sequence[int],
+    overlap: float = 0.5,
+    batch_size: int = 1,
+    gaussian: bool = True,
+    sigma_scale: float = 0.125,
+    tta_axes: Sequence[int] = (),
+    num_classes: int | None = None,
+    pad_value: float | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Run `predictor` over overlapping windows of `image` and blend the outputs into one volume.
+
+    Args:
+        image: Input `(C, Z, Y, X)`, converted to float32.
+        predictor: Maps a float32 batch `(B, C, pz, py, px)` to `(B, K, pz, py, px)` (e.g. logits).
+        patch_size: Window size `(pz, py, px)`.
+        overlap: Fraction of a window shared with its neighbour along each axis, in [0, 1).
+        batch_size: Windows per predictor call.
+        gaussian: Blend with a Gaussian importance map (else uniform weights).
+        sigma_scale: Gaussian sigma as a fraction of the patch size (nnU-Net uses 1/8).
+        tta_axes: Spatial axes (0 = z, 1 = y, 2 = x) to mirror for test-time augmentation; every
+            combination of flips is predicted, flipped back and averaged (2^n predictor calls).
+        num_classes: Expected K; checked against the predictor output when given.
+        pad_value: Fill for volumes smaller than the patch; None uses each channel's minimum.
+        progress: Show a tqdm progress bar over predictor calls.
+
+    Returns:
+        The blended predictor outputs, float32 `(K, Z, Y, X)` on the input grid.
+    """
+    patch = _check_arguments(image, patch_size, overlap, batch_size, sigma_scale, tta_axes)
+    volume, crop = _pad_to_patch(image.astype(np.float32, copy=False), patch, pad_value)
+    spatial = volume.shape[1:]
+    grid = [window_starts(s, p, overlap) for s, p in zip(spatial, patch, strict=True)]
+    starts = list(itertools.product(*grid))
+    weights = importance_map(patch, gaussian, sigma_scale)
+    accumulator: np.ndarray | None = None
+    weight_sum = np.zeros(spatial, dtype=np.float32)
+    groups = _batches(starts, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        groups = tqdm(groups, total=-(-len(starts) // batch_size), desc="sliding window")
+    logger.debug("%d windows of %s over %s", len(starts), patch, spatial)
+    for group in groups:
+        windows = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in group]
+        batch = np.stack([volume[(slice(None), *w)] for w in windows])
+        out = _predict_tta(predictor, batch, tta_axes, num_classes)
+        if accumulator is None:
+            num_classes = out.shape[1]
+            accumulator = np.zeros((num_classes, *spatial), dtype=np.float32)
+        for window, prediction in zip(windows, out, strict=True):
+            accumulator[(slice(None), *window)] += prediction * weights
+            weight_sum[window] += weights
+    accumulator /= weight_sum
+    if spatial == image.shape[1:]:
+        return accumulator
+    return np.ascontiguousarray(accumulator[(slice(None), *crop)])

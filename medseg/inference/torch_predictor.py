@@ -1,0 +1,67 @@
+"""A torch model as a `sliding_window_inference` predictor: numpy batch in, numpy output out.
+
+Kept apart from `sliding_window` so that module stays torch-free for the onnxruntime runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class TorchPredictor:
+    """Call a model in eval mode under `torch.inference_mode()` on numpy batches.
+
+    If the device runs out of memory, one warning is logged and this window and every later one
+    run on the CPU (the model is moved there), so a long evaluation finishes instead of failing.
+
+    Args:
+        model: Maps `(B, C, pz, py, px)` to `(B, K, pz, py, px)`; a list or tuple output (deep
+            supervision) is read at its first, full-resolution entry.
+        device: Where to run, e.g. "cuda", "cpu" or a `torch.device`.
+        amp: Run under float16 autocast on CUDA (ignored on the CPU); outputs are float32.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, device: str | torch.device = "cpu", amp: bool = False
+    ):
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.amp = amp
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.amp and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            outputs = self.model(inputs)
+        if isinstance(outputs, (list, tuple)):
+            outputs = outputs[0]
+        return outputs.float().cpu().numpy()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Predict a float32 batch `(B, C, pz, py, px)`; returns float32 `(B, K, pz, py, px)`."""
+        try:
+            return self._run(batch)
+        except torch.cuda.OutOfMemoryError:
+            if self.device.type == "cpu":
+                raise
+            logger.warning(
+                "out of memory on %s for a batch of shape %s; continuing on the CPU "
+                "(lower inference.batch_size or the patch size to stay on the device)",
+                self.device,
+                tuple(batch.shape),
+            )
+            self.device = torch.device("cpu")
+            self.model.to(self.device)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return self._run(batch)

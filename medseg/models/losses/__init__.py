@@ -1,0 +1,16 @@
+"""Segmentation losses; importing this package registers them in LOSSES."""
+
+from medseg.models.losses.bce import BCELoss
+from medseg.models.losses.computation import loss_computation
+from medseg.models.losses.cross_entropy import CrossEntropyLoss
+from medseg.models.losses.dice import DiceLoss
+from medseg.models.losses.mixed import MixedLoss, set_default_ignore_index
+
+__all__ = [
+    "BCELoss",
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "MixedLoss",
+    "loss_computation",
+    "set_default_ignore_index",
+]

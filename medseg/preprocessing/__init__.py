@@ -1,0 +1,34 @@
+"""Torch-free preprocessing: volume I/O, reorient, crop, resample, normalise, record and invert.
+
+Shared by the dataset-preparation tools, training/validation and the onnxruntime deploy runner.
+"""
+
+from medseg.preprocessing.io import Geometry, read_case, read_volume, write_volume
+from medseg.preprocessing.pipeline import (
+    PreprocessRecord,
+    invert_label,
+    invert_probabilities,
+    preprocess_case,
+    preprocessed_geometry,
+)
+from medseg.preprocessing.prepare import CaseFiles, prepare_cases, prepare_dataset, read_nnunet_raw
+from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.splits import split_cases
+
+__all__ = [
+    "CaseFiles",
+    "Geometry",
+    "PreprocessRecord",
+    "Recipe",
+    "invert_label",
+    "invert_probabilities",
+    "prepare_cases",
+    "prepare_dataset",
+    "preprocess_case",
+    "preprocessed_geometry",
+    "read_case",
+    "read_nnunet_raw",
+    "read_volume",
+    "split_cases",
+    "write_volume",
+]

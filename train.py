@@ -1,0 +1,94 @@
+"""Train a segmentation model from a YAML config (MedicalSeg-compatible flags)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from medseg.cvlibs import Config, ConfigError
+from medseg.utils.logging import setup_logging
+
+logger = logging.getLogger("medseg.train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; the names follow MedicalSeg's train.py."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("--save_dir", default="output", help="where checkpoints and logs go")
+    parser.add_argument("--iters", type=int, help="override the config's iters")
+    parser.add_argument("--batch_size", type=int, help="override the config's batch_size")
+    parser.add_argument("--learning_rate", type=float, help="override lr_scheduler.learning_rate")
+    parser.add_argument("--save_interval", type=int, default=1000, help="iters between checkpoints")
+    parser.add_argument(
+        "--eval_interval", type=int, help="iters between evaluations (default: --save_interval)"
+    )
+    parser.add_argument("--log_iters", type=int, default=10, help="iters between log lines")
+    parser.add_argument("--num_workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--do_eval", action="store_true", help="evaluate and keep best_model/")
+    parser.add_argument("--use_vdl", action="store_true", help="write VisualDL curves")
+    parser.add_argument("--use_tensorboard", action="store_true", help="write TensorBoard curves")
+    parser.add_argument("--keep_checkpoint_max", type=int, default=5, help="iter_N/ folders kept")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling, augmentation, init")
+    parser.add_argument("--resume_model", help="iter_N/ folder to continue from")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train; returns the exit code."""
+    args = parse_args(argv)
+    save_dir = Path(args.save_dir)
+    setup_logging(save_dir / "train.log")
+    # torch is imported after logging is set up so its import time is not silent.
+    from medseg.engine.runtime import seed_everything, select_device, use_amp
+    from medseg.engine.trainer import Trainer, TrainOptions
+
+    try:
+        cfg = Config(
+            args.config,
+            opts=args.opts,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            iters=args.iters,
+        )
+        seed_everything(args.seed)
+        device = select_device(args.device)
+        options = TrainOptions(
+            save_dir=save_dir,
+            device=device,
+            save_interval=args.save_interval,
+            eval_interval=args.eval_interval,
+            log_iters=args.log_iters,
+            num_workers=args.num_workers,
+            do_eval=args.do_eval,
+            keep_checkpoint_max=args.keep_checkpoint_max,
+            seed=args.seed,
+            resume_model=args.resume_model,
+            amp=use_amp(args.amp, device),
+            use_vdl=args.use_vdl,
+            use_tensorboard=args.use_tensorboard,
+        )
+        trainer = Trainer(cfg, options)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        logger.error("%s", err)
+        return 2
+    cfg.dump(save_dir / "config.yaml")
+    logger.info("config %s resolved into %s", args.config, save_dir / "config.yaml")
+    result = trainer.train()
+    if args.do_eval:
+        logger.info(
+            "best validation mean foreground Dice %.4f at iter %d (%s)",
+            result["best"]["mean_dice"],
+            result["best"]["iter"],
+            save_dir / "best_model" / "model.pth",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
