@@ -28,6 +28,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log_iters", type=int, default=10, help="iters between log lines")
     parser.add_argument("--num_workers", type=int, default=0, help="data-loading processes")
     parser.add_argument("--do_eval", action="store_true", help="evaluate and keep best_model/")
+    parser.add_argument(
+        "--eval_space",
+        choices=("auto", "original", "preprocessed"),
+        default="auto",
+        help="grid of the --do_eval scores: the scans' own (original), the preprocessed one, or "
+        "auto (original when dataset.json records every case's source; val.py's default too)",
+    )
     parser.add_argument("--use_vdl", action="store_true", help="write VisualDL curves")
     parser.add_argument("--use_tensorboard", action="store_true", help="write TensorBoard curves")
     parser.add_argument("--keep_checkpoint_max", type=int, default=5, help="iter_N/ folders kept")
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             use_vdl=args.use_vdl,
             use_tensorboard=args.use_tensorboard,
         )
+        options.eval_space = args.eval_space  # read by Trainer._evaluate
         trainer = Trainer(cfg, options)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)

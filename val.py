@@ -1,4 +1,9 @@
-"""Evaluate a trained model on the validation set: sliding window over whole volumes."""
+"""Evaluate a trained model on the validation set: sliding window over whole volumes.
+
+By default (`--space auto`) the predictions are mapped back onto each scan's own grid and scored
+against the raw reference label maps in the raw spacing, exactly as evaluation during training
+does, so the mean Dice printed here for best_model/ equals the best one in train.log.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,16 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from medseg.cvlibs import Config, ConfigError
+from medseg.metrics import METRIC_NAMES
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.val")
+
+SPACES = ("auto", "original", "preprocessed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,25 +34,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics",
         nargs="+",
-        default=["dice"],
-        help="dice iou precision recall hausdorff hd95 assd",
+        choices=METRIC_NAMES,
+        default=["dice", "hd95"],
+        metavar="METRIC",
+        help=f"any of {', '.join(METRIC_NAMES)} (Dice is always included)",
+    )
+    parser.add_argument("--nsd_tolerance", type=float, help="NSD tolerance in mm (for nsd)")
+    parser.add_argument(
+        "--space",
+        choices=SPACES,
+        default="auto",
+        help="score on the scans' own grid (original), the preprocessed grid, or auto (original "
+        "when dataset.json records every case's source label; what training uses)",
+    )
+    parser.add_argument(
+        "--save_predictions",
+        action="store_true",
+        help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "nsd" in args.metrics and (args.nsd_tolerance is None or args.nsd_tolerance <= 0):
+        parser.error("--metrics nsd needs --nsd_tolerance (a positive distance in mm)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Evaluate; returns the exit code."""
+    """Evaluate; returns the exit code (1 when some case could not be scored, 2 on bad input)."""
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "val.log")
     from medseg.engine.checkpoint import load_model_weights
-    from medseg.engine.evaluator import evaluate
+    from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import select_device, use_amp
     from medseg.inference.settings import inference_settings
+    from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
     try:
@@ -51,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if dataset is None:
             raise ConfigError("missing required key", cfg.path, "val_dataset")
         settings = inference_settings(cfg.dic, cfg.path)
+        space = resolve_space(dataset, args.space)
         device = select_device(args.device)
         model = cfg.model
         load_model_weights(model, args.model_path)
@@ -58,24 +88,70 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 2
     model.to(device)
-    logger.info("evaluating %s on %d cases with %s", args.model_path, len(dataset), settings)
+    cfg.dump(save_dir / "config.yaml")
+    logger.info(
+        "evaluating %s on %d cases in %s space with %s",
+        args.model_path,
+        len(dataset),
+        space,
+        settings,
+    )
+
+    prediction_dir = save_dir / "predictions"
+
+    def save_prediction(case_id: str, prediction: np.ndarray, geometry: Geometry) -> None:
+        write_volume(prediction, geometry, prediction_dir / f"{case_id}.nii.gz")
+
+    if args.save_predictions:
+        grid = (
+            "each scan's own geometry"
+            if space == "original"
+            else "the preprocessed (reoriented, cropped, resampled) geometry, not the scans' own"
+        )
+        logger.info("writing predictions to %s in %s", prediction_dir, grid)
     result = evaluate(
-        model, dataset, settings, device, amp=use_amp(args.amp, device), metrics=metrics
+        model,
+        dataset,
+        settings,
+        device,
+        amp=use_amp(args.amp, device),
+        metrics=metrics,
+        space=space,
+        nsd_tolerance=args.nsd_tolerance,
+        on_prediction=save_prediction if args.save_predictions else None,
     )
     extra = {
+        "space": result["space"],
         "model_path": str(args.model_path),
         "config": cfg.path,
-        "grid": "preprocessed",
+        "metrics": metrics,
+        "nsd_tolerance": args.nsd_tolerance,
         "inference": settings.to_dict(),
+        "errors": result["errors"],
     }
+    if args.save_predictions:
+        extra["predictions"] = {"folder": str(prediction_dir), "grid": result["space"]}
     write_results(save_dir, result["rows"], result["summary"], extra)
     write_text_atomic(
         save_dir / "metrics.json",
         json.dumps(
-            {"mean_dice": result["mean_dice"], "class_dice": result["class_dice"]}, indent=2
+            {
+                "mean_dice": result["mean_dice"],
+                "class_dice": result["class_dice"],
+                "space": result["space"],
+            },
+            indent=2,
         ),
     )
     print(format_table(result["summary"], metrics))
+    if result["errors"]:
+        logger.error(
+            "%d of %d cases could not be scored (listed in summary.json): %s",
+            len(result["errors"]),
+            len(dataset),
+            ", ".join(error["case"] for error in result["errors"]),
+        )
+        return 1
     logger.info("results in %s", save_dir)
     return 0
 

@@ -31,6 +31,8 @@ class MedicalDataset(Dataset):
         mode: "train", "val" or "test".
         ignore_index: Label value excluded from the loss (MedicalSeg's default 255).
         dataset_json_path: `dataset.json` to use instead of `<dataset_root>/dataset.json`.
+        file_list: List file (relative to `dataset_root`) to read instead of `<mode>_list.txt`,
+            e.g. `folds/fold_0_train_list.txt` written by `tools/prepare_*.py --folds`.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class MedicalDataset(Dataset):
         mode: str = "train",
         ignore_index: int = 255,
         dataset_json_path: str | None = None,
+        file_list: str | None = None,
     ):
         mode = mode.lower()
         if mode not in LIST_FILES:
@@ -59,7 +62,7 @@ class MedicalDataset(Dataset):
         self.info = self._read_dataset_json(dataset_json_path)
         self.num_classes = self._resolve_num_classes(num_classes)
         self.class_names = self._class_names()
-        self.cases = self._read_list(self.dataset_root / LIST_FILES[mode])
+        self.cases = self._read_list(self.dataset_root / (file_list or LIST_FILES[mode]))
 
     def _read_dataset_json(self, path: str | None) -> dict[str, Any]:
         json_path = Path(path) if path else self.dataset_root / "dataset.json"

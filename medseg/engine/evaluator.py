@@ -1,37 +1,140 @@
-"""Whole-volume evaluation of a torch model: sliding window, argmax, per-class metrics."""
+"""Whole-volume evaluation of a torch model: sliding window, argmax, per-class metrics.
+
+Scores are computed in one of two spaces:
+
+- "original": the prediction is mapped back onto the scan's own grid (probabilities resampled,
+  then argmax) and compared with the raw reference label map, distances in the raw spacing. This
+  is what a user's own evaluation of the written predictions measures, so it is the honest number.
+- "preprocessed": the argmax on the preprocessed grid against the preprocessed label map (faster;
+  the only choice when the dataset does not record where its cases came from).
+
+"auto" picks "original" whenever every case has a preprocessing record and a readable source
+label in dataset.json. Training and val.py both default to "auto", so they report the same number.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from medseg.engine.report import named_rows
+from medseg.inference.case import logits_to_original_labels, predict_logits
 from medseg.inference.settings import InferenceSettings
-from medseg.inference.sliding_window import sliding_window_inference
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.metrics import compute_case_metrics, summarize
+from medseg.metrics.folder import read_label_map
+from medseg.preprocessing.io import Geometry
+from medseg.preprocessing.pipeline import PreprocessRecord, preprocessed_geometry
 
 logger = logging.getLogger(__name__)
 
+SPACES = ("auto", "original", "preprocessed")
 
-def predict_logits(
-    predictor: TorchPredictor, image: np.ndarray, settings: InferenceSettings, num_classes: int
-) -> np.ndarray:
-    """Blended logits `(K, Z, Y, X)` of one preprocessed image `(C, Z, Y, X)`."""
-    return sliding_window_inference(
-        image,
-        predictor,
-        patch_size=settings.patch_size,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        gaussian=settings.gaussian,
-        tta_axes=settings.tta_axes,
-        num_classes=num_classes,
+# Called with (case id, predicted label map, its geometry) for every case evaluated.
+PredictionSink = Callable[[str, np.ndarray, Geometry], None]
+
+
+def _case_info(dataset: Any, case_id: str) -> dict[str, Any]:
+    return (dataset.info.get("cases") or {}).get(case_id) or {}
+
+
+def _source_label_path(dataset: Any, case_id: str) -> Path | None:
+    """The raw reference label of a case (relative paths are relative to dataset.json's folder)."""
+    source = _case_info(dataset, case_id).get("source_label")
+    return None if source is None else Path(dataset.dataset_root) / source
+
+
+def resolve_space(dataset: Any, space: str = "auto") -> str:
+    """The space `dataset` is scored in: "original" or "preprocessed" ("auto" logs a fallback).
+
+    Raises:
+        ValueError: for an unknown space, or "original" when some case lacks a record or source.
+    """
+    if space not in SPACES:
+        raise ValueError(f"evaluation space must be one of {', '.join(SPACES)}, got '{space}'")
+    if space == "preprocessed":
+        return space
+    lacking = []
+    for case in dataset.cases:
+        source = _source_label_path(dataset, case["id"])
+        if _case_info(dataset, case["id"]).get("record") is None or source is None:
+            lacking.append(f"{case['id']} (no record or source_label)")
+        elif not source.is_file():
+            lacking.append(f"{case['id']} ({source} not found)")
+    if not lacking:
+        return "original"
+    where = Path(dataset.dataset_root) / "dataset.json"
+    shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+    if space == "original":
+        raise ValueError(
+            f"evaluation in the scans' original space needs a preprocessing record and the raw "
+            f"label map of every case in {where}; missing for {shown}. Re-prepare the dataset with "
+            "medseg's tools, or evaluate on the preprocessed grid (space 'preprocessed')"
+        )
+    logger.info(
+        "evaluating on the preprocessed grid, not the scans' own: %d of %d cases lack what "
+        "original-space scoring needs in %s: %s",
+        len(lacking),
+        len(dataset.cases),
+        where,
+        shown,
     )
+    return "preprocessed"
+
+
+def _case_record(dataset: Any, case_id: str, logits: np.ndarray) -> PreprocessRecord:
+    """The case's preprocessing record, checked against the grid the network predicted on."""
+    data = _case_info(dataset, case_id).get("record")
+    if data is None:
+        raise ValueError(
+            f"case '{case_id}' has no preprocessing record in "
+            f"{Path(dataset.dataset_root) / 'dataset.json'}; distances in mm need it"
+        )
+    record = PreprocessRecord.from_dict(data)
+    if tuple(logits.shape[1:]) != record.shape_after_resample:
+        raise ValueError(
+            f"case '{case_id}': the network saw a {tuple(logits.shape[1:])} volume but the "
+            f"preprocessed case is {record.shape_after_resample}; val_dataset.transforms must "
+            "not change the spatial shape"
+        )
+    return record
+
+
+def _original_space_case(
+    dataset: Any, case_id: str, logits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """(prediction, raw reference, scan geometry) of one case on the scan's own grid."""
+    record = _case_record(dataset, case_id, logits)
+    prediction = logits_to_original_labels(logits, record)
+    reference_path = _source_label_path(dataset, case_id)
+    reference, reference_geometry = read_label_map(reference_path)
+    if prediction.shape != reference.shape:
+        raise ValueError(
+            f"case '{case_id}': the prediction mapped back to the scan has shape "
+            f"{prediction.shape} but the reference {reference_path} has {reference.shape} "
+            "(z, y, x); was the dataset prepared from these raw files?"
+        )
+    problem = record.geometry.mismatch(reference_geometry)
+    if problem is not None:
+        raise ValueError(
+            f"case '{case_id}': reference {reference_path} is not on the scan's grid: {problem}"
+        )
+    return prediction, reference, record.geometry
+
+
+def _preprocessed_case(
+    dataset: Any, case_id: str, logits: np.ndarray, label: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """(prediction, reference, geometry) of one case on the preprocessed grid."""
+    geometry = preprocessed_geometry(_case_record(dataset, case_id, logits))
+    prediction = logits.argmax(axis=0).astype(np.uint8 if len(logits) <= 256 else np.int16)
+    return prediction, label, geometry
 
 
 def evaluate(
@@ -42,33 +145,58 @@ def evaluate(
     amp: bool = False,
     metrics: Sequence[str] = ("dice",),
     progress: bool = True,
+    space: str = "auto",
+    nsd_tolerance: float | None = None,
+    on_prediction: PredictionSink | None = None,
 ) -> dict[str, Any]:
-    """Score `model` on every case of `dataset` on the preprocessed grid.
+    """Score `model` on every case of `dataset` in the chosen space (see the module docstring).
+
+    A case that cannot be scored (unreadable reference, shape mismatch) is logged and listed in
+    `errors`; the others go on.
 
     Returns:
         `{"rows": per case and class, "summary": summarize(...), "mean_dice": float,
-        "class_dice": {name: mean Dice}}`; the mean is over foreground classes of the per-class
-        means, classes absent from both maps of a case (NaN) left out.
+        "class_dice": {name: mean Dice}, "space": str, "errors": [{"case", "error"}]}`; the mean
+        is over foreground classes of the per-class means, classes absent from both maps of a
+        case (NaN) left out.
     """
+    space = resolve_space(dataset, space)
     model.eval()
     predictor = TorchPredictor(model, device, amp=amp)
     class_ids = list(range(1, dataset.num_classes))
     names = {i: dataset.class_names[i] for i in class_ids}
     rows: list[dict[str, Any]] = []
-    for index in tqdm(range(len(dataset)), desc="evaluate", disable=not progress, leave=False):
+    errors: list[dict[str, str]] = []
+    for index in tqdm(range(len(dataset)), desc=f"evaluate ({space} space)", disable=not progress):
         image, label, case_id = dataset[index]
-        logits = predict_logits(predictor, image, settings, dataset.num_classes)
-        prediction = logits.argmax(axis=0).astype(label.dtype)
-        case_rows = compute_case_metrics(
-            prediction, label, dataset.case_spacing(case_id), class_ids, metrics=metrics
-        )
-        for row in case_rows:
-            rows.append({"case": case_id, "class_name": names[row["class_id"]], **row})
+        logits = predict_logits(image, predictor, settings, dataset.num_classes)
+        try:
+            if space == "original":
+                prediction, reference, geometry = _original_space_case(dataset, case_id, logits)
+            else:
+                prediction, reference, geometry = _preprocessed_case(
+                    dataset, case_id, logits, label
+                )
+            case_rows = compute_case_metrics(
+                prediction, reference, geometry.spacing, class_ids, metrics, nsd_tolerance
+            )
+            if on_prediction is not None:
+                on_prediction(case_id, prediction, geometry)
+        except (ValueError, OSError) as err:
+            logger.error("case %s: %s", case_id, err)
+            errors.append({"case": case_id, "error": str(err)})
+            continue
+        rows.extend(named_rows(case_id, case_rows, names))
     summary = summarize(rows, names)
-    class_dice = {name: summary["per_class"][name]["dice"]["mean"] for name in names.values()}
+    class_dice = {
+        name: summary["per_class"][name].get("dice", {}).get("mean", float("nan"))
+        for name in names.values()
+    }
     return {
         "rows": rows,
         "summary": summary,
-        "mean_dice": summary["foreground_mean"]["dice"],
+        "mean_dice": summary["foreground_mean"].get("dice", float("nan")),
         "class_dice": class_dice,
+        "space": space,
+        "errors": errors,
     }

@@ -50,6 +50,7 @@ class TrainOptions:
     amp: bool = False
     use_vdl: bool = False
     use_tensorboard: bool = False
+    eval_space: str = "auto"
 
 
 class Trainer:
@@ -85,6 +86,8 @@ class Trainer:
         self.best = {"mean_dice": -1.0, "iter": 0}
         self.saved: collections.deque[Path] = collections.deque()
         self._check_classes()
+        if options.resume_model:
+            self._resume()
 
     def _check_classes(self) -> None:
         model_classes = getattr(self.model, "num_classes", None)
@@ -167,14 +170,32 @@ class Trainer:
         return loss.item(), terms
 
     def _evaluate(self, iteration: int, writer: ScalarWriter) -> None:
+        # The same space and metric as val.py's defaults, so val.py on best_model/ repeats the
+        # best score logged here. TODO(owner of TrainOptions): make `eval_space` a field.
         result = evaluate(
-            self.model, self.val_dataset, self.inference, self.device, self.opt.amp, progress=False
+            self.model,
+            self.val_dataset,
+            self.inference,
+            self.device,
+            self.opt.amp,
+            progress=False,
+            space=getattr(self.opt, "eval_space", "auto"),
         )
         self.model.train()
+        if result["errors"]:
+            logger.warning(
+                "[EVAL] %d case(s) could not be scored and are left out of the mean: %s",
+                len(result["errors"]),
+                ", ".join(error["case"] for error in result["errors"]),
+            )
         mean_dice = result["mean_dice"]
         per_class = ", ".join(f"{name} {value:.4f}" for name, value in result["class_dice"].items())
         logger.info(
-            "[EVAL] iter %d: mean foreground Dice %.4f (%s)", iteration, mean_dice, per_class
+            "[EVAL] iter %d: mean foreground Dice %.4f (%s space; %s)",
+            iteration,
+            mean_dice,
+            result["space"],
+            per_class,
         )
         writer.add_scalar("Evaluate/mean_dice", mean_dice, iteration)
         if mean_dice > self.best["mean_dice"]:
@@ -195,8 +216,6 @@ class Trainer:
         Ctrl-C or SIGTERM finishes the current iteration, saves `iter_N/` and exits with 130; a
         second Ctrl-C stops at once.
         """
-        if self.opt.resume_model:
-            self._resume()
         self.model.train()
         writer = ScalarWriter(self.opt.save_dir, self.opt.use_vdl, self.opt.use_tensorboard)
         self._stop_signal: str | None = None

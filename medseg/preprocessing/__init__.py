@@ -10,6 +10,7 @@ from medseg.preprocessing.pipeline import (
     invert_probabilities,
     preprocess_case,
     preprocessed_geometry,
+    probabilities_to_original_labels,
 )
 from medseg.preprocessing.prepare import CaseFiles, prepare_cases, prepare_dataset, read_nnunet_raw
 from medseg.preprocessing.recipe import Recipe
@@ -26,6 +27,7 @@ __all__ = [
     "prepare_dataset",
     "preprocess_case",
     "preprocessed_geometry",
+    "probabilities_to_original_labels",
     "read_case",
     "read_nnunet_raw",
     "read_volume",

@@ -4,6 +4,9 @@ Arrays are returned in (Z, Y, X) order. `Geometry` keeps every per-axis tuple in
 except `origin`, which is a physical point (x, y, z) exactly as ITK reports it (LPS). Column `j` of
 `Geometry.direction` is the physical unit vector along array axis `j`, so the physical position of
 voxel index `(k, j, i)` is `origin + direction @ (spacing * (k, j, i))`.
+
+Readable inputs: NIfTI, MHA/MHD and NRRD files, and DICOM series folders (one series per folder).
+`read_case` also takes files that hold several channels (4D NIfTI, vector images).
 """
 
 from __future__ import annotations
@@ -119,28 +122,72 @@ def _extension(path: Path) -> str:
 
 
 def geometry_of(image: sitk.Image) -> Geometry:
-    """The `Geometry` of a 3D SimpleITK image, converted to (z, y, x) array order."""
-    itk_direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    """The `Geometry` of a 3D SimpleITK image, converted to (z, y, x) array order.
+
+    For a 4D image (channels along the fourth axis) it is the geometry of the first three axes.
+    """
+    dim = image.GetDimension()
+    itk_direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
     return Geometry(
-        shape=tuple(reversed(image.GetSize())),
-        spacing=tuple(reversed(image.GetSpacing())),
-        origin=image.GetOrigin(),
+        shape=tuple(reversed(image.GetSize()[:3])),
+        spacing=tuple(reversed(image.GetSpacing()[:3])),
+        origin=image.GetOrigin()[:3],
         direction=itk_direction[:, ::-1],
     )
 
 
-def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """Read a 3D scalar volume (NIfTI, MHA/MHD, NRRD) as a (Z, Y, X) array in its stored dtype."""
-    path = Path(path)
+def _sitk_error(path: Path, err: RuntimeError) -> ValueError:
+    last_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+    return ValueError(f"{path}: SimpleITK could not read it ({last_line})")
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    """The one DICOM series stored in `folder`, its slices ordered by position."""
+    try:
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError as err:
+        raise _sitk_error(folder, err) from err
+    if not series:
+        raise ValueError(
+            f"{folder}: a folder is read as a DICOM series, but no DICOM series was found in it"
+        )
+    if len(series) > 1:
+        raise ValueError(
+            f"{folder}: holds {len(series)} DICOM series ({', '.join(series)}); put each series "
+            "in its own folder"
+        )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    try:
+        return reader.Execute()
+    except RuntimeError as err:
+        raise _sitk_error(folder, err) from err
+
+
+def _read_image(path: Path) -> sitk.Image:
+    """A SimpleITK image from a volume file or a DICOM series folder, with clear errors."""
+    if path.is_dir():
+        return _read_dicom_series(path)
     if not path.is_file():
         raise FileNotFoundError(f"volume file not found: {path}")
     if _extension(path) not in READ_EXTENSIONS:
-        raise ValueError(f"{path}: unsupported extension; readable: {', '.join(READ_EXTENSIONS)}")
+        raise ValueError(
+            f"{path}: unsupported extension; readable: {', '.join(READ_EXTENSIONS)} "
+            "or a DICOM series folder"
+        )
     try:
-        image = sitk.ReadImage(str(path))
+        return sitk.ReadImage(str(path))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
-        raise ValueError(f"{path}: SimpleITK could not read it ({first_line})") from err
+        raise _sitk_error(path, err) from err
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D scalar volume as a (Z, Y, X) array in its stored dtype.
+
+    `path` is a NIfTI, MHA/MHD or NRRD file, or a folder holding one DICOM series.
+    """
+    path = Path(path)
+    image = _read_image(path)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(
             f"{path}: expected a 3D scalar volume, got {image.GetDimension()}D with "
@@ -148,6 +195,28 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
             f"size {image.GetSize()}"
         )
     return sitk.GetArrayFromImage(image), geometry_of(image)
+
+
+def read_channels(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read a volume that may hold several channels as a (C, Z, Y, X) array (stored dtype).
+
+    A 3D scalar volume gives C = 1; a 4D image (e.g. a 4D NIfTI) gives one channel per entry of
+    its fourth axis; a 3D vector image gives one channel per component.
+    """
+    path = Path(path)
+    image = _read_image(path)
+    dim, components = image.GetDimension(), image.GetNumberOfComponentsPerPixel()
+    if dim == 3:
+        array = sitk.GetArrayFromImage(image)
+        array = array[None] if components == 1 else np.moveaxis(array, -1, 0)
+    elif dim == 4 and components == 1:
+        array = sitk.GetArrayFromImage(image)
+    else:
+        raise ValueError(
+            f"{path}: expected a 3D volume or a 4D volume of channels, got {dim}D with "
+            f"{components} component(s) per voxel, size {image.GetSize()}"
+        )
+    return np.ascontiguousarray(array), geometry_of(image)
 
 
 def _storable(array: np.ndarray) -> np.ndarray:
@@ -197,16 +266,19 @@ def write_volume(array: np.ndarray, geometry: Geometry, path: str | os.PathLike)
 def read_case(
     paths: Sequence[str | os.PathLike], tol: float = GEOMETRY_TOLERANCE
 ) -> tuple[np.ndarray, Geometry]:
-    """Read one file per channel into a float32 (C, Z, Y, X) array sharing one geometry.
+    """Read a case's files into a float32 (C, Z, Y, X) array sharing one geometry.
+
+    Usually one file per channel; a file holding several channels (4D NIfTI, vector image)
+    contributes all of them, in order. DICOM series folders count as files.
 
     Raises:
-        ValueError: when a channel's geometry differs from channel 0's beyond `tol`.
+        ValueError: when a file's geometry differs from the first file's beyond `tol`.
     """
     if not paths:
         raise ValueError("read_case needs at least one file, got an empty list")
     channels, geometry = [], None
     for path in paths:
-        array, geom = read_volume(path)
+        array, geom = read_channels(path)
         if geometry is None:
             geometry = geom
         else:
@@ -214,4 +286,4 @@ def read_case(
             if problem is not None:
                 raise ValueError(f"channel files {paths[0]} and {path} disagree: {problem}")
         channels.append(array.astype(np.float32, copy=False))
-    return np.stack(channels), geometry
+    return np.concatenate(channels), geometry

@@ -240,3 +240,21 @@ def invert_probabilities(
         ]
     )
     return np.ascontiguousarray(undo_reorient(padded, record.permutation, record.flips))
+
+
+def probabilities_to_original_labels(
+    probabilities: np.ndarray, record: PreprocessRecord, backend: str = "numpy"
+) -> np.ndarray:
+    """Label map on the original grid from preprocessed-grid class probabilities (K, Z, Y, X).
+
+    Same result as `invert_probabilities(...).argmax(0)` (outside the crop box background wins),
+    but the argmax is taken on the crop, so no K-channel array of the full scan is ever made.
+    """
+    if probabilities.ndim != 4:
+        raise ValueError(f"expected (K, Z, Y, X) probabilities, got shape {probabilities.shape}")
+    _check_shape(probabilities, record, "probability map")
+    resampled = resample_image(probabilities, record.shape_after_crop, 1, backend)
+    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
+    cropped = resampled.argmax(axis=0).astype(dtype)
+    label = pad_from_box(cropped, record.crop_box, record.shape_after_reorient, 0)
+    return np.ascontiguousarray(undo_reorient(label, record.permutation, record.flips))

@@ -1,35 +1,42 @@
 """Resample to a new grid over the same physical extent (voxel-centre mapping, edges aligned).
 
 Old and new grids share their outer edges: new voxel k samples the old continuous index
-`(k + 0.5) * old_n / new_n - 0.5`, which is `scipy.ndimage.zoom(..., grid_mode=True)`. With that
-mapping, a nearest-neighbour up-sample followed by the nearest-neighbour resample back returns
-the original labels exactly. Axes whose size does not change keep their voxels untouched.
+`(k + 0.5) * old_n / new_n - 0.5` (clamped to the array: edge voxels repeat), which is
+`scipy.ndimage.zoom(..., grid_mode=True, mode="nearest")`. With that mapping, a nearest-neighbour
+up-sample followed by the nearest-neighbour resample back returns the original labels exactly.
+Axes whose size does not change keep their voxels untouched.
+
+Linear interpolation is separable, so it runs one axis at a time (shrinking axes first, so later
+passes touch fewer voxels), in float32, split over threads: several times faster than `zoom`
+with `order=1` and within float32 rounding of it. Cubic (spline) and nearest use `zoom`.
 
 Label maps are never interpolated as numbers: nearest neighbour, or one-hot maps interpolated
 linearly and then arg-maxed ("onehot"), which can only produce ids present in the input.
 
-`backend` is the seam for a GPU path (cupyx.scipy.ndimage); only "numpy" exists today.
+`backend` is "numpy" (NumPy/SciPy) or "cupy" (CuPy/cupyx.scipy.ndimage on a GPU; see
+`medseg.preprocessing.backend`). Inputs and outputs are NumPy arrays either way.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
-from types import ModuleType
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
-import scipy.ndimage
 
+from medseg.preprocessing.backend import array_module, ndimage_module
 from medseg.preprocessing.io import Geometry
 
 IMAGE_ORDERS = (1, 3)
 LABEL_METHODS = ("nearest", "onehot")
-BACKENDS = ("numpy",)
 
-
-def _ndimage(backend: str) -> ModuleType:
-    if backend == "numpy":
-        return scipy.ndimage
-    raise ValueError(f"resampling backend {backend!r} is not available; accepted: {BACKENDS}")
+# Below this many output voxels per pass, starting threads costs more than it saves.
+_THREADED_MIN_VOXELS = 1 << 20
+# Output voxels per block of a pass: its temporary (one float32 copy of the block) stays small.
+_BLOCK_VOXELS = 1 << 23
 
 
 def resampled_shape(
@@ -56,15 +63,85 @@ def resample_geometry(geometry: Geometry, shape: Sequence[int]) -> Geometry:
     return geometry.replace(shape=tuple(shape), spacing=tuple(spacing), origin=tuple(origin))
 
 
+def _to_device(array: np.ndarray, xp: Any) -> Any:
+    return array if xp is np else xp.asarray(array)
+
+
+def _to_host(array: Any) -> np.ndarray:
+    return array if isinstance(array, np.ndarray) else array.get()
+
+
 def _zoom(
     volume: np.ndarray, shape: Sequence[int], order: int, dtype: np.dtype, backend: str
 ) -> np.ndarray:
     factors = [new / old for new, old in zip(shape, volume.shape, strict=True)]
-    out = _ndimage(backend).zoom(
-        volume, factors, output=dtype, order=order, mode="nearest", grid_mode=True
+    data = _to_device(volume, array_module(backend))
+    out = ndimage_module(backend).zoom(
+        data, factors, output=dtype, order=order, mode="nearest", grid_mode=True
     )
     if out.shape != tuple(shape):  # zoom rounds old * factor; guard the arithmetic
         raise RuntimeError(f"zoom produced shape {out.shape}, expected {tuple(shape)}")
+    return _to_host(out)
+
+
+def _linear_taps(old: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper source indices and the upper weight of each new voxel along one axis."""
+    coords = np.clip((np.arange(new, dtype=np.float64) + 0.5) * (old / new) - 0.5, 0, old - 1)
+    lower = np.floor(coords).astype(np.intp)
+    upper = np.minimum(lower + 1, old - 1)
+    return lower, upper, (coords - lower).astype(np.float32)
+
+
+def _lerp_axis(source: Any, axis: int, new: int, xp: Any, out: Any = None) -> Any:
+    """Linear resampling of a float32 (Z, Y, X) array along one axis to `new` voxels."""
+    lower, upper, weight = (_to_device(a, xp) for a in _linear_taps(source.shape[axis], new))
+    weight = weight.reshape([-1 if a == axis else 1 for a in range(source.ndim)])
+    shape = list(source.shape)
+    shape[axis] = new
+    out = xp.empty(shape, dtype=xp.float32) if out is None else out
+    unbuffered = {"mode": "clip"} if xp is np else {}  # NumPy buffers `out` in "raise" mode
+
+    def run(block: tuple[slice, ...]) -> None:
+        part, target = source[block], out[block]
+        low = xp.take(part, lower, axis=axis)
+        xp.take(part, upper, axis=axis, out=target, **unbuffered)
+        target -= low
+        target *= weight
+        target += low
+
+    # Blocks along the largest other axis, shared by one thread per CPU (NumPy releases the
+    # GIL in these loops); bounded blocks bound the temporary memory too.
+    split = max((a for a in range(source.ndim) if a != axis), key=lambda a: source.shape[a])
+    threads = os.cpu_count() or 1
+    count = min(source.shape[split], max(threads, -(-out.size // _BLOCK_VOXELS)))
+    if xp is not np or count == 1 or out.size < _THREADED_MIN_VOXELS:
+        run((slice(None),) * source.ndim)
+        return out
+    edges = np.linspace(0, source.shape[split], count + 1).astype(int)
+    blocks = [
+        tuple(slice(a, b) if d == split else slice(None) for d in range(source.ndim))
+        for a, b in itertools.pairwise(edges)
+    ]
+    with ThreadPoolExecutor(min(threads, count)) as pool:
+        list(pool.map(run, blocks))
+    return out
+
+
+def _linear(
+    volume: np.ndarray, shape: Sequence[int], backend: str, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Separable linear resampling of one (Z, Y, X) volume to float32 `shape` (into `out`)."""
+    xp = array_module(backend)
+    result = _to_device(np.asarray(volume, dtype=np.float32), xp)
+    changed = [a for a in range(3) if shape[a] != volume.shape[a]]
+    order = sorted(changed, key=lambda a: shape[a] / volume.shape[a])
+    for step, axis in enumerate(order):
+        last = step == len(order) - 1 and xp is np
+        result = _lerp_axis(result, axis, int(shape[axis]), xp, out if last else None)
+    if out is None:
+        return _to_host(result)
+    if result is not out:
+        out[...] = _to_host(result)
     return out
 
 
@@ -79,6 +156,11 @@ def resample_image(
     shape = tuple(int(n) for n in shape)
     if image.shape[1:] == shape:
         return image.astype(np.float32)
+    if order == 1:
+        out = np.empty((image.shape[0], *shape), dtype=np.float32)
+        for channel, target in zip(image, out, strict=True):
+            _linear(channel, shape, backend, target)
+        return out
     return np.stack([_zoom(c, shape, order, np.float32, backend) for c in image])
 
 
@@ -97,9 +179,9 @@ def resample_label(
         return _zoom(label, shape, 0, label.dtype, backend)
     ids = np.unique(label)
     out = np.full(shape, ids[0], dtype=label.dtype)
-    best = _zoom((label == ids[0]).astype(np.float32), shape, 1, np.float32, backend)
+    best = _linear(label == ids[0], shape, backend)
     for value in ids[1:]:
-        score = _zoom((label == value).astype(np.float32), shape, 1, np.float32, backend)
+        score = _linear(label == value, shape, backend)
         wins = score > best  # ties keep the lower id
         out[wins] = value
         best[wins] = score[wins]

@@ -12,6 +12,10 @@ from collections import Counter
 from collections.abc import Iterable
 
 
+def _seeded_order(ids: list[str], seed: int) -> list[str]:
+    return sorted(ids, key=lambda c: (hashlib.sha256(f"{seed}:{c}".encode()).hexdigest(), c))
+
+
 def _count(fraction: float, total: int, name: str) -> int:
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {fraction}")
@@ -33,7 +37,7 @@ def split_cases(
         raise ValueError(f"case ids must be unique, duplicated: {duplicates}")
     if not ids:
         raise ValueError("cannot split an empty list of cases")
-    order = sorted(ids, key=lambda c: (hashlib.sha256(f"{seed}:{c}".encode()).hexdigest(), c))
+    order = _seeded_order(ids, seed)
     n_val = _count(val_fraction, len(ids), "val_fraction")
     n_test = _count(test_fraction, len(ids), "test_fraction")
     if n_val + n_test >= len(ids):
@@ -46,3 +50,19 @@ def split_cases(
         "val": sorted(order[:n_val]),
         "test": sorted(order[n_val : n_val + n_test]),
     }
+
+
+def kfold_cases(case_ids: Iterable[str], folds: int, seed: int = 0) -> list[dict[str, list[str]]]:
+    """K disjoint validation folds covering every case, each with the rest as its train list.
+
+    Cases are dealt round-robin in the same seeded hash order as `split_cases`, so fold sizes
+    differ by at most one and the result depends only on the ids and the seed.
+    """
+    ids = sorted(set(case_ids))
+    if not isinstance(folds, int) or folds < 2 or folds > len(ids):
+        raise ValueError(
+            f"folds must be an integer in [2, {len(ids)}] (the case count), got {folds}"
+        )
+    order = _seeded_order(ids, seed)
+    val = [sorted(order[k::folds]) for k in range(folds)]
+    return [{"train": sorted(set(ids) - set(v)), "val": v} for v in val]

@@ -1,0 +1,215 @@
+"""`deploy.yaml`: everything the onnxruntime runner needs beside `model.onnx` (torch-free).
+
+Written by `export.py`, read by `deploy/python/infer.py`. Keys:
+
+- `medseg_version`: the version that exported the model.
+- `model`: `file` (ONNX file name, relative to deploy.yaml's folder), `output` ("logits" or
+  "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`.
+- `modalities`: one name per input channel, in channel order (`<case>_0000` is the first).
+- `classes`: `{id: name}` for ids 0 (background) .. num_classes − 1.
+- `recipe`: the preprocessing recipe of the training data (`Recipe.to_dict()`).
+- `inference`: sliding-window settings, same keys as a training config's `inference:`.
+- `postprocess`: `largest_component`: class ids whose prediction is reduced to its largest
+  connected component (empty: none).
+- `source` (optional, informational): the config and weights the model was exported from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medseg.cvlibs.errors import ConfigError
+from medseg.inference.settings import InferenceSettings, inference_settings
+from medseg.preprocessing.recipe import Recipe
+from medseg.utils.atomic import write_text_atomic
+
+OUTPUT_KINDS = ("logits", "probabilities")
+MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset")
+TOP_KEYS = (
+    "medseg_version",
+    "model",
+    "modalities",
+    "classes",
+    "recipe",
+    "inference",
+    "postprocess",
+    "source",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployConfig:
+    """A validated deploy.yaml.
+
+    Attributes:
+        model_path: The ONNX file (absolute, resolved against deploy.yaml's folder).
+        output: "logits" or "probabilities": what the graph returns.
+        input_channels: Channels the model takes.
+        num_classes: Classes it predicts, background included.
+        opset: ONNX opset of the graph.
+        modalities: One name per input channel.
+        classes: Class names by id.
+        recipe: The training data's preprocessing.
+        inference: Sliding-window settings.
+        largest_component: Class ids post-processed to their largest connected component.
+        medseg_version: Version that wrote the file.
+        source: Free-form provenance (config and weights exported).
+    """
+
+    model_path: Path
+    output: str
+    input_channels: int
+    num_classes: int
+    opset: int
+    modalities: tuple[str, ...]
+    classes: dict[int, str]
+    recipe: Recipe
+    inference: InferenceSettings
+    largest_component: tuple[int, ...] = ()
+    medseg_version: str = ""
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-safe dict; the model file is stored by name (it sits beside deploy.yaml)."""
+        return {
+            "medseg_version": self.medseg_version,
+            "model": {
+                "file": self.model_path.name,
+                "output": self.output,
+                "input_channels": self.input_channels,
+                "num_classes": self.num_classes,
+                "opset": self.opset,
+            },
+            "modalities": list(self.modalities),
+            "classes": dict(self.classes),
+            "recipe": self.recipe.to_dict(),
+            "inference": self.inference.to_dict(),
+            "postprocess": {"largest_component": list(self.largest_component)},
+            "source": dict(self.source),
+        }
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write deploy.yaml atomically."""
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _positive_int(node: dict[str, Any], key: str, path: str) -> int:
+    value = node.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"model.{key}")
+    return value
+
+
+def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping, got {value!r}", path, key)
+    return value
+
+
+def _classes(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str]:
+    node = _mapping(data, "classes", path)
+    try:
+        classes = {int(k): str(v) for k, v in node.items()}
+    except ValueError:
+        raise ConfigError(
+            f"class ids must be integers, got {list(node)}", path, "classes"
+        ) from None
+    if sorted(classes) != list(range(num_classes)):
+        raise ConfigError(
+            f"expected ids 0..{num_classes - 1} (model.num_classes = {num_classes}), "
+            f"got {sorted(classes)}",
+            path,
+            "classes",
+        )
+    return classes
+
+
+def postprocess_ids(node: Any, num_classes: int, path: str | None) -> tuple[int, ...]:
+    """Validate a `postprocess:` mapping; returns its sorted `largest_component` class ids."""
+    node = node or {}
+    if not isinstance(node, dict):
+        raise ConfigError(f"expected a mapping, got {node!r}", path, "postprocess")
+    unknown = sorted(set(node) - {"largest_component"})
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown}; accepted: largest_component", path, "postprocess"
+        )
+    ids = node.get("largest_component") or []
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 < i < num_classes for i in ids
+    ):
+        raise ConfigError(
+            f"expected a list of foreground class ids (1..{num_classes - 1}), got {ids!r}",
+            path,
+            "postprocess.largest_component",
+        )
+    return tuple(sorted(set(ids)))
+
+
+def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
+    """Read and validate deploy.yaml; every error names the file and the key to fix."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"deploy config not found: {path} (written by export.py)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", where) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", where)
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(TOP_KEYS)}", where)
+
+    model = _mapping(data, "model", where)
+    unknown = sorted(set(model) - set(MODEL_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(MODEL_KEYS)}", where, "model")
+    if model.get("output") not in OUTPUT_KINDS:
+        raise ConfigError(
+            f"expected one of {list(OUTPUT_KINDS)}, got {model.get('output')!r} (the runner "
+            "blends windows, so the graph must not end in an argmax)",
+            where,
+            "model.output",
+        )
+    if not isinstance(model.get("file"), str) or not model["file"]:
+        raise ConfigError(f"expected a file name, got {model.get('file')!r}", where, "model.file")
+    model_path = (path.parent / model["file"]).resolve()
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{where}: model.file {model['file']!r} not found at {model_path}")
+    input_channels = _positive_int(model, "input_channels", where)
+    num_classes = _positive_int(model, "num_classes", where)
+
+    modalities = data.get("modalities")
+    if not isinstance(modalities, list) or len(modalities) != input_channels:
+        raise ConfigError(
+            f"expected a list of {input_channels} name(s) (model.input_channels), got "
+            f"{modalities!r}",
+            where,
+            "modalities",
+        )
+    try:
+        recipe = Recipe.from_dict(_mapping(data, "recipe", where))
+    except ValueError as err:
+        raise ConfigError(str(err), where, "recipe") from None
+    return DeployConfig(
+        model_path=model_path,
+        output=model["output"],
+        input_channels=input_channels,
+        num_classes=num_classes,
+        opset=_positive_int(model, "opset", where),
+        modalities=tuple(str(m) for m in modalities),
+        classes=_classes(data, num_classes, where),
+        recipe=recipe,
+        inference=inference_settings({"inference": _mapping(data, "inference", where)}, where),
+        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        medseg_version=str(data.get("medseg_version", "")),
+        source=dict(data.get("source") or {}),
+    )

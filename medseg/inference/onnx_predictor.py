@@ -1,0 +1,100 @@
+"""An ONNX model as a `sliding_window_inference` predictor, on onnxruntime (torch-free).
+
+onnxruntime-gpu lists the CUDA provider whether or not a GPU is usable, and a session asked for
+it falls back to the CPU without raising; so the providers the session really got are read back
+with `get_providers()` and one log line says where the model runs. With device "auto" the
+fallback is quiet (onnxruntime's own load errors are silenced); with "gpu" onnxruntime's message
+saying why CUDA could not load is kept and the fallback is a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "gpu")
+ORT_DEFAULT_SEVERITY = 2  # onnxruntime's default logger level (warnings)
+ORT_SILENT = 4  # fatal errors only
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ImportError(
+            "the deploy runner needs onnxruntime: pip install onnxruntime (CPU) or "
+            "onnxruntime-gpu (CUDA), not both"
+        ) from err
+    return onnxruntime
+
+
+class OnnxPredictor:
+    """Run an ONNX segmentation model on numpy batches `(B, C, z, y, x)` → `(B, K, z, y, x)`.
+
+    Args:
+        model_path: The .onnx file.
+        device: "auto" or "gpu" use onnxruntime's CUDA provider when it is usable, else the CPU;
+            "cpu" uses the CPU.
+        threads: CPU threads for one operator (onnxruntime's intra-op pool); None lets
+            onnxruntime choose (one per physical core).
+
+    Attributes:
+        providers: The execution providers the session uses, best first.
+        device: "gpu" when the CUDA provider is in use, else "cpu".
+    """
+
+    def __init__(
+        self, model_path: str | os.PathLike, device: str = "auto", threads: int | None = None
+    ):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+        ort = _import_onnxruntime()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Errors only: a CUDA provider that fails to load is reported by the log line below.
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        use_cuda = device != "cpu" and CUDA in ort.get_available_providers()
+        wanted = [CUDA, CPU] if use_cuda else [CPU]
+        if use_cuda and device == "auto":
+            ort.set_default_logger_severity(ORT_SILENT)
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=wanted)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f"{model_path}: onnxruntime could not load the model ({err})") from err
+        finally:
+            ort.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
+        self.providers = list(self.session.get_providers())
+        self.device = "gpu" if self.providers[0] == CUDA else "cpu"
+        fallback = ""
+        if device != "cpu" and self.device == "cpu":
+            fallback = (
+                "; the CUDA provider is not usable here"
+                if use_cuda
+                else "; this onnxruntime build has no CUDA provider (that needs onnxruntime-gpu)"
+            )
+        log = logger.warning if device == "gpu" and fallback else logger.info
+        log(
+            "onnxruntime %s runs %s on the %s (providers: %s)%s",
+            ort.__version__,
+            os.path.basename(str(model_path)),
+            self.device.upper(),
+            ", ".join(self.providers),
+            fallback,
+        )
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{model_path}: expected a model with one input, got {len(inputs)}")
+        self.input_name = inputs[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Predict a batch; returns float32 `(B, K, z, y, x)` (the graph's first output)."""
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)

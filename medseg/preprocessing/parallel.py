@@ -1,0 +1,69 @@
+"""Run one function per case in worker processes, with a progress bar and no silent hangs.
+
+A case that raises is returned as a failure (the message names the case), and the others go on.
+A worker process that dies (killed for memory, a crash in a C library) breaks the whole pool:
+that is raised at once as a `WorkerDiedError` instead of waiting for results that never come.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended without returning (out of memory, a crash)."""
+
+
+def _call(func: Callable[..., Any], case: str, args: tuple) -> tuple[str, Any, str | None]:
+    try:
+        return case, func(case, *args), None
+    except Exception as err:  # reported per case; the batch goes on
+        return case, None, f"{type(err).__name__}: {err}"
+
+
+def run_cases(
+    func: Callable[..., Any],
+    jobs: Sequence[tuple[str, tuple]],
+    num_workers: int,
+    desc: str,
+) -> Iterator[tuple[str, Any, str | None]]:
+    """Yield `(case, result, None)` or `(case, None, error message)` for each `(case, args)` job.
+
+    `func(case, *args)` runs in this process when `num_workers` is 0, else in that many worker
+    processes (results then arrive in completion order). `func` and its arguments must pickle.
+
+    Raises:
+        WorkerDiedError: when a worker process dies; finished results were already yielded.
+    """
+    bar = tqdm(total=len(jobs), desc=desc, unit="case")
+    try:
+        if num_workers <= 0:
+            for case, args in jobs:
+                yield _call(func, case, args)
+                bar.update()
+            return
+        with ProcessPoolExecutor(num_workers) as pool:
+            futures = {pool.submit(_call, func, case, args): case for case, args in jobs}
+            pending = set(futures.values())
+            try:
+                for future in as_completed(futures):
+                    result = future.result()
+                    pending.discard(result[0])
+                    yield result
+                    bar.update()
+            except BrokenProcessPool as err:
+                raise WorkerDiedError(
+                    f"a worker process died while {desc} (killed for memory? try fewer "
+                    f"--num_workers); {len(pending)} case(s) unfinished, e.g. "
+                    f"{sorted(pending)[:5]}; finished cases are kept, rerun to resume"
+                ) from err
+    finally:
+        bar.close()

@@ -1,0 +1,87 @@
+"""Small synthetic raw datasets in real folder layouts, for the dataset-preparation tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medseg.preprocessing.io import Geometry, write_volume
+
+SHAPE = (10, 20, 24)  # z, y, x
+SPACING = (3.0, 1.0, 1.2)
+
+
+def geometry(index: int, shape=SHAPE, spacing=SPACING) -> Geometry:
+    return Geometry(shape, spacing, (10.0 * index, -5.0, 2.0), np.eye(3)[:, ::-1])
+
+
+def make_case(index: int, shape=SHAPE, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A body of soft tissue with a zero margin, one or two bright blobs labelled 1 and 2."""
+    rng = np.random.default_rng(index)
+    z, y, x = np.indices(shape)
+    centre = np.array(shape) / 2 + rng.uniform(-1, 1, 3)
+    radius = (
+        ((z - centre[0]) / 3.0) ** 2 + ((y - centre[1]) / 5.0) ** 2 + ((x - centre[2]) / 5.0) ** 2
+    )
+    label = np.zeros(shape, np.uint8)
+    label[radius <= 1.0] = 1
+    label[(radius <= 1.0) & (x > centre[2] + 2)] = 2
+    image = np.zeros((channels, *shape), np.int16)
+    for c in range(channels):
+        body = (40 + 10 * c + rng.normal(0, 5, shape)).astype(np.int16)
+        body[label == 1] += 100 * (c + 1)
+        body[label == 2] += 200
+        image[c, 1:-1, 2:-2, 2:-2] = body[1:-1, 2:-2, 2:-2]
+    return image, label
+
+
+def write_nnunet(root: Path, num_cases: int = 4, channels: int = 1) -> Path:
+    """nnU-Net v2 raw folder Dataset042_Blobs with `num_cases` cases."""
+    root = root / "Dataset042_Blobs"
+    for i in range(num_cases):
+        image, label = make_case(i, channels=channels)
+        for c in range(channels):
+            write_volume(image[c], geometry(i), root / "imagesTr" / f"blob_{i:03d}_{c:04d}.nii.gz")
+        write_volume(label, geometry(i), root / "labelsTr" / f"blob_{i:03d}.nii.gz")
+    meta = {
+        "channel_names": {str(c): ["CT", "T2"][c] for c in range(channels)},
+        "labels": {"background": 0, "core": 1, "rim": 2},
+        "numTraining": num_cases,
+        "file_ending": ".nii.gz",
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def write_msd_4d(root: Path, num_cases: int = 3) -> Path:
+    """Task05_Prostate-like folder: 4D two-modality NIfTI images (nibabel, as the MSD ships them),
+    labels, dataset.json with `modality` and `training`, and macOS `._*` junk beside them."""
+    root = root / "Task05_Prostate"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir(parents=True)
+    affine = np.diag([-0.6, -0.6, 3.6, 1.0])
+    affine[:3, 3] = [12.0, 30.0, -40.0]
+    training = []
+    for i in range(num_cases):
+        image, label = make_case(i, channels=2)
+        name = f"prostate_{i:02d}.nii.gz"
+        # (C, Z, Y, X) -> NIfTI (X, Y, Z, C)
+        nib.save(
+            nib.Nifti1Image(np.transpose(image, (3, 2, 1, 0)), affine), root / "imagesTr" / name
+        )
+        nib.save(nib.Nifti1Image(np.transpose(label, (2, 1, 0)), affine), root / "labelsTr" / name)
+        (root / "imagesTr" / f"._{name}").write_bytes(b"\x00\x05\x16\x07junk")
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    meta = {
+        "name": "PROSTATE",
+        "modality": {"0": "T2", "1": "ADC"},
+        "labels": {"0": "background", "1": "PZ", "2": "TZ"},
+        "numTraining": num_cases,
+        "training": training,
+        "test": [],
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root

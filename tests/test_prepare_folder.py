@@ -1,0 +1,91 @@
+"""tools/prepare_folder.py: the user's own scans and labels to a dataset train.py trains."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.preprocessing.io import read_volume, write_volume
+from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
+from tests._prepare_data import geometry, make_case
+from tests.conftest import load_tool
+
+REPO = Path(__file__).resolve().parents[1]
+TOTALSEG = REPO / "tests" / "data" / "totalseg_small"
+
+
+@pytest.fixture(scope="module")
+def folder_tool():
+    return load_tool(REPO / "tools" / "prepare_folder.py")
+
+
+def _write_folder(root: Path, num_cases: int, label_suffix: str = "") -> tuple[Path, Path]:
+    images, labels = root / "scans", root / ("scans" if label_suffix else "masks")
+    for i in range(num_cases):
+        image, label = make_case(i)
+        write_volume(image[0], geometry(i), images / f"liver_{i:03d}.nii.gz")
+        write_volume(label, geometry(i), labels / f"liver_{i:03d}{label_suffix}.nii.gz")
+    return images, labels
+
+
+def _args(root: Path) -> list[str]:
+    return [
+        "--output_dir", str(root / "prep"), "--config_dir", str(root / "cfg"),
+        "--num_workers", "0", "--label_names", "background", "liver", "tumour",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_prepared_folder_trains_with_the_generated_config(folder_tool, tmp_path):
+    import train
+
+    images, labels = _write_folder(tmp_path, 4)
+    args = ["--images", str(images), "--labels", str(labels), "--name", "liver", *_args(tmp_path)]
+    assert folder_tool.main([*args, "--patch_size", "16", "16", "16", "--iters", "2"]) == 0
+    vnet = sorted((tmp_path / "cfg").glob("vnet_liver_16_16_16_2.yml"))
+    assert len(vnet) == 1
+    save_dir = tmp_path / "run"
+    opts = ["--opts", "model.base_channels=4", "inference.patch_size=[16,16,16]"]
+    assert train.main(["--config", str(vnet[0]), "--save_dir", str(save_dir), *opts]) == 0
+    assert (save_dir / "iter_2").is_dir()
+
+
+def test_one_folder_with_a_label_suffix_and_a_missing_partner(folder_tool, tmp_path):
+    images, _ = _write_folder(tmp_path, 3, label_suffix="_seg")
+    (images / "liver_001_seg.nii.gz").unlink()
+    args = ["--images", str(images), "--label_suffix", "_seg", *_args(tmp_path), "--no_config"]
+    assert folder_tool.main([*args, "--val_fraction", "0.5"]) == 1
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    assert sorted(info["cases"]) == ["liver_000", "liver_002"]
+    assert "has no label map" in info["failed_cases"]["liver_001"]
+    assert not (tmp_path / "cfg").exists()
+
+
+def test_geometry_round_trip_on_real_scans_with_label_remapping(folder_tool, tmp_path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    for case in ("ct_a", "ct_b"):
+        (images / case).parent.mkdir(exist_ok=True)
+        labels.mkdir(exist_ok=True)
+        shutil.copy(TOTALSEG / "example_ct_sm.nii.gz", images / f"{case}.nii.gz")
+        shutil.copy(TOTALSEG / "example_seg.nii.gz", labels / f"{case}.nii.gz")
+    raw_label, raw_geometry = read_volume(labels / "ct_a.nii.gz")
+    keep = {1: 1, 2: 2, 5: 3}  # spleen, right kidney, liver; every other structure -> 0
+    mapping = [f"{i}:{keep.get(i, 0)}" for i in np.unique(raw_label) if i and i not in (1, 2)]
+    args = [
+        "--images", str(images), "--labels", str(labels), "--no_config", "--num_workers", "0",
+        "--output_dir", str(tmp_path / "prep"), "--label_names", "bg", "spleen", "kidney", "liver",
+        "--target_spacing", "1.5", "2", "2.5", "--label_map", *mapping, "--val_fraction", "0.5",
+    ]  # fmt: skip
+    assert folder_tool.main(args) == 0
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    entry = info["cases"]["ct_a"]
+    record = PreprocessRecord.from_dict(entry["record"])
+    assert record.geometry == raw_geometry
+    expected = np.vectorize(lambda v: keep.get(v, 0))(raw_label)
+    restored = invert_label(np.load(tmp_path / "prep" / entry["label"]), record)
+    assert np.array_equal(restored, expected)
+    assert info["label_rules"]["label_map"]["5"] == 3

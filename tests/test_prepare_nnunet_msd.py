@@ -1,0 +1,101 @@
+"""tools/prepare_nnunet.py and tools/prepare_msd.py on synthetic data in their real layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.preprocessing.io import read_volume
+from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
+from tests._prepare_data import write_msd_4d, write_nnunet
+from tests.conftest import load_tool
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+@pytest.fixture(scope="module")
+def nnunet():
+    return load_tool(TOOLS / "prepare_nnunet.py")
+
+
+@pytest.fixture(scope="module")
+def msd():
+    return load_tool(TOOLS / "prepare_msd.py")
+
+
+def _common(out: Path) -> list[str]:
+    return [
+        "--output_dir",
+        str(out / "prep"),
+        "--config_dir",
+        str(out / "cfg"),
+        "--num_workers",
+        "0",
+    ]
+
+
+def test_nnunet_multichannel_folder_is_prepared_with_a_plan_and_configs(nnunet, tmp_path):
+    raw = write_nnunet(tmp_path, num_cases=4, channels=2)
+    assert nnunet.main(["--raw_dir", str(raw), *_common(tmp_path), "--val_fraction", "0.25"]) == 0
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    assert info["modalities"] == ["CT", "T2"] and info["num_classes"] == 3
+    assert info["labels"] == {"0": "background", "1": "core", "2": "rim"}
+    image = np.load(tmp_path / "prep" / "images" / "blob_000.npy")
+    assert image.shape[0] == 2 and image.dtype == np.float32
+    # auto normalisation: CT window for the CT channel, z-score for the MR channel
+    assert [spec["type"] for spec in info["plan"]["normalization"]] == ["ct", "zscore_nonzero"]
+    assert info["plan"]["target_spacing"] == pytest.approx([3.0, 1.0, 1.2])
+    assert all(n % 16 == 0 for n in info["plan"]["patch_size"])
+    configs = sorted(p.name for p in (tmp_path / "cfg").iterdir())
+    assert configs[0] == "dataset042_blobs.yml" and configs[1].startswith("unet3d_")
+
+
+def test_nnunet_missing_partner_is_reported_and_the_rest_prepared(nnunet, tmp_path):
+    raw = write_nnunet(tmp_path, num_cases=4)
+    (raw / "labelsTr" / "blob_002.nii.gz").unlink()
+    args = ["--raw_dir", str(raw), *_common(tmp_path), "--val_fraction", "0.34"]
+    assert nnunet.main(args) == 1
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    assert list(info["failed_cases"]) == ["blob_002"]
+    assert "images but no label" in info["failed_cases"]["blob_002"]
+    assert sorted(info["cases"]) == ["blob_000", "blob_001", "blob_003"]
+    assert nnunet.main([*args, "--allow_failures"]) == 0
+
+
+def test_msd_4d_multimodal_task_skips_junk_and_keeps_geometry(msd, tmp_path):
+    root = write_msd_4d(tmp_path)
+    args = ["5", "--raw_dir", str(tmp_path), *_common(tmp_path), "--target_spacing", "none"]
+    assert msd.main([*args, "--val_fraction", "0.34"]) == 0
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    assert info["name"] == "Task05_Prostate" and info["modalities"] == ["T2", "ADC"]
+    assert sorted(info["cases"]) == ["prostate_00", "prostate_01", "prostate_02"]
+    assert info["failed_cases"] == {}
+    for case, entry in info["cases"].items():
+        assert np.load(tmp_path / "prep" / entry["image"]).shape[0] == 2
+        label = np.load(tmp_path / "prep" / entry["label"])
+        restored = invert_label(label, PreprocessRecord.from_dict(entry["record"]))
+        raw_label = np.asarray(nib.load(root / "labelsTr" / f"{case}.nii.gz").dataobj)
+        assert np.array_equal(restored, np.transpose(raw_label, (2, 1, 0)))
+        _, geometry = read_volume(root / "labelsTr" / f"{case}.nii.gz")
+        assert PreprocessRecord.from_dict(entry["record"]).geometry.allclose(geometry)
+
+
+def test_msd_task_names(msd):
+    assert msd.task_folder("9") == msd.task_folder("Spleen") == "Task09_Spleen"
+    assert msd.task_folder("Task01_BrainTumour") == msd.task_folder("01") == "Task01_BrainTumour"
+    assert len(msd.TASKS) == 10
+    with pytest.raises(ValueError, match="unknown MSD task 'Task11'"):
+        msd.task_folder("Task11")
+
+
+@pytest.mark.parametrize("tool", ["prepare_msd.py", "prepare_nnunet.py", "prepare_folder.py"])
+def test_help_says_where_to_get_the_data_and_the_layout(tool, capsys):
+    module = load_tool(TOOLS / tool)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    text = capsys.readouterr().out
+    assert "Where to get the data" in text and "layout" in text.lower()

@@ -1,0 +1,155 @@
+"""train.py end to end: outputs, exact resume after SIGKILL, Ctrl-C saves a checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_command(config, save_dir, *extra):
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        str(config),
+        "--save_dir",
+        str(save_dir),
+        "--iters",
+        "12",
+        "--save_interval",
+        "4",
+        "--log_iters",
+        "2",
+        "--seed",
+        "7",
+        *extra,
+    ]
+
+
+def final_weights(save_dir):
+    return torch.load(Path(save_dir) / "iter_12" / "model.pth", weights_only=True)
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "training ended before the checkpoint appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_short_run_writes_everything(trained_run):
+    for name in ("config.yaml", "train.log", "iter_10/model.pth", "iter_20/train_state.pth"):
+        assert (trained_run / name).is_file(), name
+    assert (trained_run / "best_model" / "model.pth").is_file()
+    assert (trained_run / "best_model" / "config.yaml").is_file()
+    log = (trained_run / "train.log").read_text()
+    for field in ("loss=", "CrossEntropyLoss=", "DiceLoss=", "lr=", "batch_cost=", "reader_cost=",
+                  "samples/s", "ETA", "[EVAL] iter 20: mean foreground Dice"):
+        assert field in log, field
+    assert not list(trained_run.glob(".*tmp*")), "no temporary files left behind"
+    state = torch.load(trained_run / "iter_20" / "train_state.pth", weights_only=False)
+    assert state["iter"] == 20 and 0.0 <= state["best"]["mean_dice"] <= 1.0
+    assert set(state) >= {"optimizer", "lr_scheduler", "grad_scaler", "rng", "best"}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_identical_weights(tiny_config, tmp_path):
+    subprocess.run(train_command(tiny_config, tmp_path / "full", "--do_eval"), check=True,
+                   capture_output=True)
+
+    victim = subprocess.Popen(
+        train_command(tiny_config, tmp_path / "killed", "--do_eval"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(tmp_path / "killed" / "iter_4" / "model.pth", victim)
+    time.sleep(0.3)  # let it run on into the next iterations, then kill it hard
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    checkpoints = sorted(
+        (p for p in (tmp_path / "killed").glob("iter_*") if p.is_dir()),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
+    last = checkpoints[-1]
+    assert int(last.name.split("_")[1]) < 12, "the run finished before it was killed"
+
+    subprocess.run(
+        train_command(tiny_config, tmp_path / "killed", "--do_eval", "--resume_model", str(last)),
+        check=True, capture_output=True,
+    )
+    assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "killed"))
+    full_state = torch.load(tmp_path / "full" / "iter_12" / "train_state.pth", weights_only=False)
+    resumed_state = torch.load(tmp_path / "killed" / "iter_12" / "train_state.pth", weights_only=False)
+    assert full_state["best"] == resumed_state["best"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tiny_config, tmp_path):
+    subprocess.run(train_command(tiny_config, tmp_path / "full"), check=True, capture_output=True)
+    process = subprocess.Popen(
+        train_command(tiny_config, tmp_path / "stopped"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for(tmp_path / "stopped" / "iter_4" / "model.pth", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "SIGINT: finishing this iteration, then saving a checkpoint" in stderr
+    saved = [p for p in (tmp_path / "stopped").glob("iter_*") if (p / "model.pth").exists()]
+    last = max(saved, key=lambda p: int(p.name.split("_")[1]))
+    stopped_at = int(last.name.split("_")[1])
+    assert f"stopped by SIGINT after iter {stopped_at}" in stderr
+    subprocess.run(
+        train_command(tiny_config, tmp_path / "stopped", "--resume_model", str(last)),
+        check=True, capture_output=True,
+    )
+    assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "stopped"))
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_config, tmp_path):
+    import train
+
+    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
+                       "--resume_model", str(tmp_path)])
+    assert code == 2
+    assert "is not a medseg checkpoint folder" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_bad_config_key_is_reported_not_a_traceback(tiny_config, tmp_path):
+    import train
+
+    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
+                       "--opts", "model.depth=3"])
+    assert code == 2
+    assert "VNet takes no argument 'depth'" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_model_and_dataset_classes_must_agree(tiny_config, tmp_path):
+    import train
+
+    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
+                       "--opts", "model.num_classes=3"])
+    assert code == 2
+    assert "model.num_classes is 3 but train_dataset has 4" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_use_vdl_writes_visualdl_logs(tiny_config, tmp_path):
+    pytest.importorskip("visualdl")
+    import train
+
+    assert train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
+                       "--iters", "2", "--log_iters", "1", "--use_vdl"]) == 0
+    assert any((tmp_path / "r" / "vdl").iterdir())

@@ -1,0 +1,175 @@
+"""tools/visualize.py and medseg.visualization: planes, orientation, aspect, errors, the PNG."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.preprocessing.io import Geometry, read_volume, write_volume
+from medseg.visualization import (
+    VIEWS,
+    busiest_slices,
+    intensity_window,
+    load_overlay_case,
+    overlay_figure,
+    plane,
+    read_class_names,
+    view_aspect,
+)
+from tests.conftest import REPO, load_tool
+
+LIVER, SPLEEN, KIDNEY = 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def visualize():
+    return load_tool(REPO / "tools" / "visualize.py")
+
+
+def raw_case(phantom_dir: Path, index: int) -> tuple[Path, Path]:
+    case = f"phantom_{index:03d}"
+    raw = phantom_dir / "raw"
+    return raw / "imagesTr" / f"{case}_0000.nii.gz", raw / "labelsTr" / f"{case}.nii.gz"
+
+
+def shifted_prediction(label_path: Path, out: Path, shift: int = 2) -> Path:
+    """The reference moved by `shift` voxels along the file's last axis, same grid."""
+    label, geometry = read_volume(label_path)
+    write_volume(np.roll(label, shift, axis=2), geometry, out)
+    return out
+
+
+def test_writes_png_of_plausible_size(phantom_dir, tmp_path, visualize):
+    image, label = raw_case(phantom_dir, 5)  # stored with permuted axes
+    pred = shifted_prediction(label, tmp_path / "pred.nii.gz")
+    out = tmp_path / "figs" / "case.png"
+    args = ["--image", str(image), "--label", str(label), "--pred", str(pred), "--out", str(out)]
+    labels_json = phantom_dir / "raw" / "dataset.json"
+    assert visualize.main([*args, "--labels_json", str(labels_json), "--dpi", "100"]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out).shape[:2] == (480, 1200)  # 12 × 4.8 in at 100 dpi
+    assert [p.name for p in out.parent.iterdir()] == ["case.png"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_default_planes_cut_foreground_in_radiological_orientation(phantom_dir, index):
+    """Every storage orientation of the phantom shows liver (patient right) on the viewer's left."""
+    case = load_overlay_case(*raw_case(phantom_dir, index))
+    point = busiest_slices(case.foreground, case.image.shape)
+    for view, index_along in zip(VIEWS, point, strict=True):
+        assert plane(case.label, view, index_along).any(), view
+    axial = plane(case.label, "axial", point[0])
+    liver_col = np.nonzero(axial == LIVER)[1].mean()
+    spleen_col = np.nonzero(axial == SPLEEN)[1].mean()
+    kidney_row = np.nonzero(axial == KIDNEY)[0].mean()
+    assert liver_col < axial.shape[1] / 2 < spleen_col
+    assert kidney_row > axial.shape[0] / 2  # kidney is posterior: lower half
+
+
+def test_superior_up_and_anterior_left(tmp_path):
+    """A marker at the patient's left-anterior-superior corner of a RAS-stored volume."""
+    geometry = Geometry(
+        shape=(5, 6, 7),
+        spacing=(2.0, 1.0, 1.0),
+        origin=(0.0, 0.0, 0.0),
+        direction=((0, 0, -1), (0, -1, 0), (1, 0, 0)),  # columns: file z → S, y → A, x → R
+    )
+    image = np.zeros(geometry.shape, np.float32)
+    image[4, 5, 0] = 1.0  # most superior, most anterior, most left
+    write_volume(image, geometry, tmp_path / "ras.nii.gz")
+    case = load_overlay_case(tmp_path / "ras.nii.gz")
+    z, y, x = case.to_lps_index((4, 5, 0))
+    assert case.to_file_index((z, y, x)) == (4, 5, 0)
+    expected = {"axial": (0, -1), "coronal": (0, -1), "sagittal": (0, 0)}  # (row, column)
+    for view, (row, col) in expected.items():
+        index = {"axial": z, "coronal": y, "sagittal": x}[view]
+        cut = plane(case.image, view, index)
+        assert cut[row, col] == 1.0, view
+
+
+def test_busiest_slices_known_answer():
+    mask = np.zeros((10, 12, 14), bool)
+    mask[7, 2:10, 3:5] = True  # a plate in z = 7
+    mask[2, 5, 11] = True
+    assert busiest_slices(mask, mask.shape) == (7, 5, 3)
+    assert busiest_slices(np.zeros_like(mask), mask.shape) == (5, 6, 7)
+    assert busiest_slices(None, (4, 4, 4)) == (2, 2, 2)
+
+
+def test_view_aspect_follows_spacing():
+    spacing = (3.0, 0.5, 0.8)  # z, y, x
+    assert view_aspect(spacing, "axial") == pytest.approx(0.5 / 0.8)
+    assert view_aspect(spacing, "coronal") == pytest.approx(3.0 / 0.8)
+    assert view_aspect(spacing, "sagittal") == pytest.approx(3.0 / 0.5)
+    with pytest.raises(ValueError, match="unknown view 'oblique'"):
+        view_aspect(spacing, "oblique")
+
+
+def test_figure_uses_spacing_aspect_and_given_slices(phantom_dir):
+    case = load_overlay_case(*raw_case(phantom_dir, 0))
+    fig = overlay_figure(case, {1: "liver"}, slices=(3, 4, 5))
+    for ax, view in zip(fig.axes, VIEWS, strict=True):
+        assert ax.get_aspect() == pytest.approx(view_aspect(case.spacing, view))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("axial: z = 3 ")
+    assert titles[1].startswith("coronal: y = 4 ")
+    assert titles[2].startswith("sagittal: x = 5 ")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["liver", "class_2", "class_3", "reference"]
+    with pytest.raises(ValueError, match=r"inside the volume of shape \(24, 64, 64\)"):
+        overlay_figure(case, slices=(24, 0, 0))
+
+
+def test_mismatched_grid_names_both_files(phantom_dir, tmp_path, visualize, caplog):
+    image, label = raw_case(phantom_dir, 0)
+    array, geometry = read_volume(label)
+    moved = tmp_path / "moved.nii.gz"
+    write_volume(array, geometry.replace(spacing=(3.0, 1.0, 1.0)), moved)
+    with pytest.raises(ValueError, match=f"prediction {re.escape(str(moved))} is not on the grid"):
+        load_overlay_case(image, label, moved)
+    out = tmp_path / "x.png"
+    assert visualize.main(["--image", str(image), "--label", str(moved), "--out", str(out)]) == 2
+    assert "spacing differs" in caplog.text and str(image) in caplog.text
+    assert not out.exists()
+
+
+def test_non_integer_label_map_is_refused(phantom_dir, tmp_path):
+    image, label = raw_case(phantom_dir, 0)
+    array, geometry = read_volume(label)
+    soft = tmp_path / "soft.nii.gz"
+    write_volume(array.astype(np.float32) * 0.5, geometry, soft)
+    with pytest.raises(ValueError, match=r"soft.nii.gz: the reference label must be .*whole"):
+        load_overlay_case(image, soft)
+
+
+def test_class_names_from_both_dataset_json_layouts(tmp_path):
+    medseg_json = tmp_path / "a.json"
+    medseg_json.write_text(json.dumps({"labels": {"0": "background", "1": "liver"}}))
+    nnunet_json = tmp_path / "b.json"
+    nnunet_json.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "both": [1, 2]}}))
+    assert read_class_names(medseg_json) == {0: "background", 1: "liver"}
+    assert read_class_names(nnunet_json) == {0: "background", 1: "liver"}
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"name": "x"}))
+    with pytest.raises(ValueError, match=r"c\.json: expected a 'labels' mapping"):
+        read_class_names(bad)
+
+
+def test_intensity_window():
+    image = np.full((4, 10, 10), -1000.0, np.float32)  # air around a body
+    image[1:3, 2:8, 2:8] = np.linspace(0.0, 100.0, 72).reshape(2, 6, 6)
+    region = np.zeros(image.shape, bool)
+    region[1:3, 2:8, 2:8] = True
+    assert intensity_window(image, region=region, percentiles=(0, 100)) == (-50.0, 150.0)
+    assert intensity_window(image, percentiles=(0, 100)) == (-1000.0, 100.0)
+    assert intensity_window(image, window=(-160, 240)) == (-160.0, 240.0)
+    with pytest.raises(ValueError, match="low < high"):
+        intensity_window(image, window=(10, 10))
