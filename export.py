@@ -63,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the graph returns class probabilities instead of logits",
     )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument("--device", default="cpu", help="torch device for tracing: cpu or cuda")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device for tracing: cpu, cuda or auto"
+    )
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
 
@@ -155,6 +157,19 @@ def _dataset_info(cfg: Config) -> dict[str, Any]:
     return info
 
 
+def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
+    """The window must be a size the network takes: offset + m · multiple per axis, m >= 1."""
+    rules = zip(patch, model.size_offset, model.size_multiple, strict=True)
+    if any(n < off + mult or (n - off) % mult for n, off, mult in rules):
+        raise ConfigError(
+            f"{type(model).__name__} takes sizes offset + m * multiple per axis (z, y, x), with "
+            f"offset {tuple(model.size_offset)} and multiple {tuple(model.size_multiple)}, m >= 1; "
+            f"got {tuple(patch)}",
+            path,
+            "inference.patch_size",
+        )
+
+
 def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
@@ -171,6 +186,8 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
+    settings = inference_settings(cfg.dic, cfg.path)
+    _check_patch(settings.patch_size, model, cfg.path)
     names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,
@@ -181,7 +198,7 @@ def build_deploy_config(
         modalities=tuple(modalities),
         classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
         recipe=Recipe.from_dict(info["recipe"]),
-        inference=inference_settings(cfg.dic, cfg.path),
+        inference=settings,
         largest_component=postprocess_ids(cfg.dic.get("postprocess"), model.num_classes, cfg.path),
         medseg_version=__version__,
         source={"config": str(cfg.path), "model_path": str(args.model_path)},
@@ -193,9 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "export.log")
-    import torch
-
     from medseg.engine.checkpoint import load_model_weights
+    from medseg.engine.runtime import select_device
 
     try:
         if args.opset < MIN_OPSET:
@@ -204,11 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         model = cfg.model
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)
-        device = torch.device(args.device)
+        graph = _graph(model.to(select_device(args.device)), args.with_softmax)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
-    graph = _graph(model.to(device), args.with_softmax)
     rng = np.random.default_rng(CHECK_SEED)
     sample = rng.standard_normal(
         (CHECK_BATCH, model.in_channels, *deploy.inference.patch_size), dtype=np.float32

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.cvlibs import Config, ConfigError
-from medseg.metrics import METRIC_NAMES
+from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
 
@@ -31,15 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/val", help="where results are written")
-    parser.add_argument(
-        "--metrics",
-        nargs="+",
-        choices=METRIC_NAMES,
-        default=["dice", "hd95"],
-        metavar="METRIC",
-        help=f"any of {', '.join(METRIC_NAMES)} (Dice is always included)",
-    )
-    parser.add_argument("--nsd_tolerance", type=float, help="NSD tolerance in mm (for nsd)")
+    add_metric_arguments(parser, "Dice is always included")
     parser.add_argument(
         "--space",
         choices=SPACES,
@@ -56,8 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = parser.parse_args(argv)
-    if "nsd" in args.metrics and (args.nsd_tolerance is None or args.nsd_tolerance <= 0):
-        parser.error("--metrics nsd needs --nsd_tolerance (a positive distance in mm)")
+    check_metric_arguments(parser, args)
     return args
 
 

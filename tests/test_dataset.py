@@ -19,7 +19,9 @@ def make_dataset(root, shapes=((8, 16, 16),) * 3, num_classes=3, label_max=2):
     for i, shape in enumerate(shapes):
         case = f"case_{i}"
         np.save(root / "images" / f"{case}.npy", rng.normal(size=(1, *shape)).astype(np.float32))
-        np.save(root / "labels" / f"{case}.npy", rng.integers(0, label_max + 1, shape).astype(np.uint8))
+        np.save(
+            root / "labels" / f"{case}.npy", rng.integers(0, label_max + 1, shape).astype(np.uint8)
+        )
         lines.append(f"images/{case}.npy labels/{case}.npy")
     (root / "train_list.txt").write_text("\n".join(lines) + "\n")
     (root / "val_list.txt").write_text(lines[0] + "\n")
@@ -42,10 +44,10 @@ def test_missing_root_list_and_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare the dataset first"):
         MedicalDataset(tmp_path / "nothing")
     root = make_dataset(tmp_path / "d")
-    with pytest.raises(FileNotFoundError, match="test_list.txt does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"test_list\.txt does not exist"):
         MedicalDataset(root, mode="test")
     (root / "labels" / "case_1.npy").unlink()
-    with pytest.raises(FileNotFoundError, match="case 'case_1'.*labels/case_1.npy does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"case 'case_1'.*case_1\.npy does not exist"):
         MedicalDataset(root)
 
 
@@ -59,7 +61,7 @@ def test_bad_mode_and_list_line(tmp_path):
 
 
 def test_num_classes_disagreeing_with_dataset_json(tmp_path):
-    with pytest.raises(ValueError, match="num_classes is 5 but .*dataset.json has 3"):
+    with pytest.raises(ValueError, match=r"num_classes is 5 but .*dataset\.json has 3"):
         MedicalDataset(make_dataset(tmp_path / "d"), num_classes=5)
 
 
@@ -67,7 +69,9 @@ def test_shape_mismatch_names_the_case(tmp_path):
     root = make_dataset(tmp_path / "d")
     np.save(root / "labels" / "case_2.npy", np.zeros((8, 16, 15), np.uint8))
     ds = MedicalDataset(root)
-    with pytest.raises(ValueError, match=r"case 'case_2': label shape \(8, 16, 15\) does not match"):
+    with pytest.raises(
+        ValueError, match=r"case 'case_2': label shape \(8, 16, 15\) does not match"
+    ):
         ds[2]
 
 
@@ -78,7 +82,9 @@ def test_label_out_of_range_names_the_case_but_ignore_index_is_fine(tmp_path):
     label[0, 0, 1] = 255
     np.save(root / "labels" / "case_1.npy", label)
     ds = MedicalDataset(root)
-    with pytest.raises(ValueError, match=r"case 'case_1': label values \[7\] are not below num_classes=3"):
+    with pytest.raises(
+        ValueError, match=r"case 'case_1': label values \[7\] are not below num_classes=3"
+    ):
         ds[1]
     np.save(root / "labels" / "case_1.npy", np.where(label == 7, 0, label))
     assert ds[1][1].max() == 255  # the ignore index passes

@@ -107,6 +107,7 @@ def write_dicom_series(
         writer.Execute(piece)
 
 
+@pytest.mark.slow
 def test_phantom_folder_predictions_keep_each_scan_grid(infer, deploy_yaml, raw_images, tmp_path):
     assert run(infer, deploy_yaml, raw_images[0].parent, tmp_path) == 0
     written = sorted(p.name for p in tmp_path.glob("*.nii.gz"))
@@ -118,6 +119,7 @@ def test_phantom_folder_predictions_keep_each_scan_grid(infer, deploy_yaml, raw_
     assert not list(raw_images[0].parent.glob("*.log"))
 
 
+@pytest.mark.slow
 def test_geometry_of_oblique_anisotropic_and_real_scans(infer, deploy_yaml, raw_images, tmp_path):
     image, geometry = read_volume(raw_images[0])
     inputs = tmp_path / "inputs"
@@ -151,6 +153,7 @@ def test_geometry_of_oblique_anisotropic_and_real_scans(infer, deploy_yaml, raw_
     np.testing.assert_allclose(saved["spacing"], geometry.spacing)
 
 
+@pytest.mark.slow
 def test_bad_cases_are_reported_and_the_rest_written(
     infer, deploy_yaml, raw_images, tmp_path, caplog
 ):
@@ -175,6 +178,7 @@ def test_bad_cases_are_reported_and_the_rest_written(
     )
 
 
+@pytest.mark.slow
 def test_runs_with_torch_unimportable(deploy_yaml, raw_images, tmp_path):
     shim = textwrap.dedent(
         f"""
@@ -207,6 +211,7 @@ def test_runs_with_torch_unimportable(deploy_yaml, raw_images, tmp_path):
     assert "onnxruntime" in result.stdout and "CPU:" in result.stdout
 
 
+@pytest.mark.slow
 def test_shards_split_the_sorted_cases(infer, deploy_yaml, raw_images, tmp_path):
     folder = raw_images[0].parent
     names = [f"{case_id(p)}.nii.gz" for p in raw_images]
@@ -220,6 +225,7 @@ def test_shards_split_the_sorted_cases(infer, deploy_yaml, raw_images, tmp_path)
             infer.parse_args(["--config", "x", "--image_path", "y", "--shard", bad])
 
 
+@pytest.mark.slow
 def test_list_file_with_relative_paths_and_lcc(infer, deploy_yaml, raw_images, tmp_path):
     (tmp_path / "sub").mkdir()
     shutil.copy(raw_images[1], tmp_path / "sub" / raw_images[1].name)
@@ -238,6 +244,7 @@ def test_list_file_with_relative_paths_and_lcc(infer, deploy_yaml, raw_images, t
             assert count == 1
 
 
+@pytest.mark.slow
 def test_dicom_series_folder(infer, deploy_yaml, raw_images, tmp_path):
     image, geometry = read_volume(raw_images[0])
     write_dicom_series(image, geometry, tmp_path / "dicom" / "series_a")
@@ -260,6 +267,7 @@ def test_dicom_series_folder(infer, deploy_yaml, raw_images, tmp_path):
         read_volume(out)
 
 
+@pytest.mark.slow
 def test_outputs_never_go_into_input_folders(infer, deploy_yaml, raw_images, tmp_path, caplog):
     inputs = tmp_path / "inputs"
     inputs.mkdir()

@@ -126,6 +126,9 @@ def test_bad_arguments_are_reported(tiny_config, trained_run, tmp_path, caplog):
     missing = ["--config", str(tiny_config), "--model_path", str(tmp_path / "nope.pth")]
     assert export.main([*missing, "--save_dir", str(tmp_path / "b")]) == 2
     assert not (tmp_path / "b" / "model.onnx").exists()
+    patch = ["--opts", "inference.patch_size=[40, 48, 48]"]
+    assert run_export(tiny_config, trained_run, tmp_path / "c", *patch) == 2
+    assert "at key 'inference.patch_size'" in caplog.text and "got (40, 48, 48)" in caplog.text
 
 
 def test_deploy_yaml_errors_name_the_key(exported, tmp_path):

@@ -1,6 +1,5 @@
 """train.py end to end: outputs, exact resume after SIGKILL, Ctrl-C saves a checkpoint."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -57,8 +56,17 @@ def test_short_run_writes_everything(trained_run):
     assert (trained_run / "best_model" / "model.pth").is_file()
     assert (trained_run / "best_model" / "config.yaml").is_file()
     log = (trained_run / "train.log").read_text()
-    for field in ("loss=", "CrossEntropyLoss=", "DiceLoss=", "lr=", "batch_cost=", "reader_cost=",
-                  "samples/s", "ETA", "[EVAL] iter 20: mean foreground Dice"):
+    for field in (
+        "loss=",
+        "CrossEntropyLoss=",
+        "DiceLoss=",
+        "lr=",
+        "batch_cost=",
+        "reader_cost=",
+        "samples/s",
+        "ETA",
+        "[EVAL] iter 20: mean foreground Dice",
+    ):
         assert field in log, field
     assert not list(trained_run.glob(".*tmp*")), "no temporary files left behind"
     state = torch.load(trained_run / "iter_20" / "train_state.pth", weights_only=False)
@@ -68,12 +76,14 @@ def test_short_run_writes_everything(trained_run):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_ends_with_identical_weights(tiny_config, tmp_path):
-    subprocess.run(train_command(tiny_config, tmp_path / "full", "--do_eval"), check=True,
-                   capture_output=True)
+    subprocess.run(
+        train_command(tiny_config, tmp_path / "full", "--do_eval"), check=True, capture_output=True
+    )
 
     victim = subprocess.Popen(
         train_command(tiny_config, tmp_path / "killed", "--do_eval"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for(tmp_path / "killed" / "iter_4" / "model.pth", victim)
     time.sleep(0.3)  # let it run on into the next iterations, then kill it hard
@@ -88,11 +98,14 @@ def test_sigkill_then_resume_ends_with_identical_weights(tiny_config, tmp_path):
 
     subprocess.run(
         train_command(tiny_config, tmp_path / "killed", "--do_eval", "--resume_model", str(last)),
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "killed"))
     full_state = torch.load(tmp_path / "full" / "iter_12" / "train_state.pth", weights_only=False)
-    resumed_state = torch.load(tmp_path / "killed" / "iter_12" / "train_state.pth", weights_only=False)
+    resumed_state = torch.load(
+        tmp_path / "killed" / "iter_12" / "train_state.pth", weights_only=False
+    )
     assert full_state["best"] == resumed_state["best"]
 
 
@@ -101,7 +114,9 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tiny_config, tmp_path):
     subprocess.run(train_command(tiny_config, tmp_path / "full"), check=True, capture_output=True)
     process = subprocess.Popen(
         train_command(tiny_config, tmp_path / "stopped"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for(tmp_path / "stopped" / "iter_4" / "model.pth", process)
     process.send_signal(signal.SIGINT)
@@ -114,42 +129,38 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tiny_config, tmp_path):
     assert f"stopped by SIGINT after iter {stopped_at}" in stderr
     subprocess.run(
         train_command(tiny_config, tmp_path / "stopped", "--resume_model", str(last)),
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "stopped"))
 
 
-def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_config, tmp_path):
+def run_in_process(config, save_dir, *extra):
+    """train.main in this process; returns (exit code, train.log text)."""
     import train
 
-    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
-                       "--resume_model", str(tmp_path)])
-    assert code == 2
-    assert "is not a medseg checkpoint folder" in (tmp_path / "r" / "train.log").read_text()
+    code = train.main(["--config", str(config), "--save_dir", str(save_dir), *extra])
+    return code, (save_dir / "train.log").read_text()
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_config, tmp_path):
+    code, log = run_in_process(tiny_config, tmp_path / "r", "--resume_model", str(tmp_path))
+    assert code == 2 and "is not a medseg checkpoint folder" in log
 
 
 def test_bad_config_key_is_reported_not_a_traceback(tiny_config, tmp_path):
-    import train
-
-    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
-                       "--opts", "model.depth=3"])
-    assert code == 2
-    assert "VNet takes no argument 'depth'" in (tmp_path / "r" / "train.log").read_text()
+    code, log = run_in_process(tiny_config, tmp_path / "r", "--opts", "model.depth=3")
+    assert code == 2 and "VNet takes no argument 'depth'" in log
 
 
 def test_model_and_dataset_classes_must_agree(tiny_config, tmp_path):
-    import train
-
-    code = train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
-                       "--opts", "model.num_classes=3"])
-    assert code == 2
-    assert "model.num_classes is 3 but train_dataset has 4" in (tmp_path / "r" / "train.log").read_text()
+    code, log = run_in_process(tiny_config, tmp_path / "r", "--opts", "model.num_classes=3")
+    assert code == 2 and "model.num_classes is 3 but train_dataset has 4" in log
 
 
 def test_use_vdl_writes_visualdl_logs(tiny_config, tmp_path):
     pytest.importorskip("visualdl")
-    import train
-
-    assert train.main(["--config", str(tiny_config), "--save_dir", str(tmp_path / "r"),
-                       "--iters", "2", "--log_iters", "1", "--use_vdl"]) == 0
-    assert any((tmp_path / "r" / "vdl").iterdir())
+    code, _ = run_in_process(
+        tiny_config, tmp_path / "r", "--iters", "2", "--log_iters", "1", "--use_vdl"
+    )
+    assert code == 0 and any((tmp_path / "r" / "vdl").iterdir())

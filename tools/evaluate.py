@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medseg.engine.report import format_table, named_rows, write_results
-from medseg.metrics import METRIC_NAMES, summarize
+from medseg.metrics import summarize
+from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.metrics.folder import evaluate_folders, read_label_names
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.utils.logging import setup_logging
@@ -50,15 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='JSON with class names: a dataset.json `labels` ({"1": "liver"} or nnU-Net\'s '
         '{"liver": 1}); default class_<id>',
     )
-    parser.add_argument(
-        "--metrics",
-        nargs="+",
-        choices=METRIC_NAMES,
-        default=["dice", "hd95"],
-        metavar="METRIC",
-        help=f"any of {', '.join(METRIC_NAMES)} (default: dice hd95)",
-    )
-    parser.add_argument("--nsd_tolerance", type=float, help="NSD tolerance in mm (for nsd)")
+    add_metric_arguments(parser, "default: dice hd95")
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -79,8 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="processes scoring cases in parallel (default: min(4, CPUs))",
     )
     args = parser.parse_args(argv)
-    if "nsd" in args.metrics and (args.nsd_tolerance is None or args.nsd_tolerance <= 0):
-        parser.error("--metrics nsd needs --nsd_tolerance (a positive distance in mm)")
+    check_metric_arguments(parser, args)
     if args.labels is not None and any(i <= 0 for i in args.labels):
         parser.error(f"--labels takes foreground ids > 0, got {args.labels}")
     if args.tolerance < 0:

@@ -58,11 +58,16 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """One file to download: its URL, and the checksum its publisher gives (if any)."""
+    """One file to download: its URL, the publisher's checksum, where to extract it.
+
+    `folder` is the subfolder of the download folder that an archive is extracted into ("" for
+    the download folder itself).
+    """
 
     url: str
     sha256: str | None = None
     md5: str | None = None
+    folder: str = ""
 
     @property
     def filename(self) -> str:
@@ -152,9 +157,11 @@ def _read_yaml(path: str | os.PathLike, what: str) -> dict[str, Any]:
     return data
 
 
-def options_from_args(args: argparse.Namespace) -> PrepareOptions:
-    """Defaults < globals file < --options file < command-line flags."""
-    values: dict[str, Any] = {}
+def options_from_args(
+    args: argparse.Namespace, defaults: dict[str, Any] | None = None
+) -> PrepareOptions:
+    """Built-in defaults < the dataset's `defaults` < globals file < --options file < flags."""
+    values: dict[str, Any] = dict(defaults or {})
     if args.globals and Path(args.globals).is_file():
         values.update(_read_yaml(args.globals, "globals file"))
     if args.options:
@@ -176,20 +183,28 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     return PrepareOptions.from_dict(values, "preprocessing options")
 
 
-def fetch(args: argparse.Namespace, sources: Sequence[Source]) -> Path:
-    """The raw folder: `--raw_dir`, or the sources downloaded and extracted."""
+def fetch(
+    args: argparse.Namespace, sources: Sequence[Source] | Callable[[], Sequence[Source]]
+) -> Path:
+    """The raw folder: `--raw_dir`, or the sources downloaded and extracted.
+
+    `sources` may be a function returning them, called only when downloading (e.g. to look up
+    the checksums a repository publishes).
+    """
     if args.raw_dir:
         raw_dir = Path(args.raw_dir)
         if not raw_dir.is_dir():
             raise FileNotFoundError(f"--raw_dir {raw_dir} is not a folder")
         return raw_dir
+    if callable(sources):
+        sources = sources()
     if not sources:
         raise ValueError("this dataset cannot be downloaded automatically; pass --raw_dir")
     download_dir = Path(args.download_dir or "data/downloads")
     for source in sources:
         path = download(source.url, download_dir / source.filename, source.sha256, source.md5)
         if path.name.lower().endswith(ARCHIVE_SUFFIXES):
-            extract(path, download_dir)
+            extract(path, download_dir / source.folder)
     return download_dir
 
 
@@ -212,8 +227,9 @@ def run(
     args: argparse.Namespace,
     name: str,
     find: Callable[[Path], RawDataset],
-    sources: Sequence[Source] = (),
+    sources: Sequence[Source] | Callable[[], Sequence[Source]] = (),
     config_dir: Path | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> int:
     """Fetch, find the cases, plan, prepare, write configs; returns the exit status.
 
@@ -221,15 +237,17 @@ def run(
         args: Parsed flags of `make_parser` (and the script's own).
         name: Default dataset name (`--name` wins).
         find: The dataset's cases from the raw folder.
-        sources: What to download when `--raw_dir` is not given.
+        sources: What to download when `--raw_dir` is not given (or a function returning it).
         config_dir: Default folder of the generated configs (`--config_dir` wins; else
             `configs/<name>/`).
+        defaults: The dataset's preprocessing defaults (option keys of
+            `medseg.preprocessing.options`), below the globals file, `--options` and flags.
     """
     name = _slug(args.name or name)
     output_dir = Path(args.output_dir or Path("data") / name)
     setup_logging(output_dir / "prepare.log")
     try:
-        options = options_from_args(args)
+        options = options_from_args(args, defaults)
         raw = find(fetch(args, sources))
     except (ValueError, FileNotFoundError, OSError) as err:
         logger.error("%s", err)

@@ -135,11 +135,10 @@ def _save_probabilities(
         )
 
 
-@dataclasses.dataclass(frozen=True)
 class CaseRunner:
     """Segments one case after another with one model and one set of options.
 
-    Attributes:
+    Args:
         deploy: The validated deploy.yaml.
         predictor: The onnxruntime session.
         settings: Sliding-window settings (deploy.yaml's, --batch_size applied).
@@ -148,12 +147,21 @@ class CaseRunner:
         save_probabilities: Also write `<case>_probabilities.npz`.
     """
 
-    deploy: DeployConfig
-    predictor: OnnxPredictor
-    settings: InferenceSettings
-    lcc_ids: tuple[int, ...]
-    save_dir: Path
-    save_probabilities: bool
+    def __init__(
+        self,
+        deploy: DeployConfig,
+        predictor: OnnxPredictor,
+        settings: InferenceSettings,
+        lcc_ids: tuple[int, ...],
+        save_dir: Path,
+        save_probabilities: bool,
+    ):
+        self.deploy = deploy
+        self.predictor = predictor
+        self.settings = settings
+        self.lcc_ids = lcc_ids
+        self.save_dir = save_dir
+        self.save_probabilities = save_probabilities
 
     def __call__(self, case: InputCase, timer: StageTimer) -> int:
         """Predict `case` and write its outputs; returns the scan's voxel count."""
@@ -244,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     lcc_ids = tuple(range(1, deploy.num_classes)) if args.lcc else deploy.largest_component
     runner = CaseRunner(deploy, predictor, settings, lcc_ids, save_dir, args.save_probabilities)
     logger.info(
-        "%d case(s) from %s (shard %d/%d) -> %s",
+        "%d case(s) from %s (shard %d/%d) -> %s, with %s",
         len(cases),
         args.image_path,
         index,
         count,
         save_dir,
+        args.config,
     )
 
     failed: list[str] = []

@@ -137,6 +137,80 @@ def _preprocessed_case(
     return prediction, label, geometry
 
 
+# One case's scores: (its index in the dataset, its metric rows) or (index, error).
+CaseRows = tuple[int, list[dict[str, Any]]]
+CaseError = tuple[int, dict[str, str]]
+
+
+def score_cases(
+    model: torch.nn.Module,
+    dataset: Any,
+    settings: InferenceSettings,
+    device: torch.device,
+    indices: Sequence[int],
+    space: str,
+    amp: bool = False,
+    metrics: Sequence[str] = ("dice",),
+    progress: bool = True,
+    nsd_tolerance: float | None = None,
+    on_prediction: PredictionSink | None = None,
+) -> tuple[list[CaseRows], list[CaseError]]:
+    """Predict and score the cases at `indices` in a resolved `space` ("original"/"preprocessed").
+
+    The building block of `evaluate`; a distributed run gives each rank its own `indices` and
+    merges the results with `summarize_cases`, which sorts by case index so the summary is
+    computed exactly as a single process would.
+    """
+    model.eval()
+    predictor = TorchPredictor(model, device, amp=amp)
+    class_ids = list(range(1, dataset.num_classes))
+    names = {i: dataset.class_names[i] for i in class_ids}
+    scored: list[CaseRows] = []
+    errors: list[CaseError] = []
+    for index in tqdm(indices, desc=f"evaluate ({space} space)", disable=not progress):
+        image, label, case_id = dataset[index]
+        logits = predict_logits(image, predictor, settings, dataset.num_classes)
+        try:
+            if space == "original":
+                prediction, reference, geometry = _original_space_case(dataset, case_id, logits)
+            else:
+                prediction, reference, geometry = _preprocessed_case(
+                    dataset, case_id, logits, label
+                )
+            case_rows = compute_case_metrics(
+                prediction, reference, geometry.spacing, class_ids, metrics, nsd_tolerance
+            )
+            if on_prediction is not None:
+                on_prediction(case_id, prediction, geometry)
+        except (ValueError, OSError) as err:
+            logger.error("case %s: %s", case_id, err)
+            errors.append((index, {"case": case_id, "error": str(err)}))
+            continue
+        scored.append((index, named_rows(case_id, case_rows, names)))
+    return scored, errors
+
+
+def summarize_cases(
+    dataset: Any, space: str, scored: Sequence[CaseRows], errors: Sequence[CaseError]
+) -> dict[str, Any]:
+    """The `evaluate` result from all cases' scores, put in dataset order whatever their rank."""
+    names = {i: dataset.class_names[i] for i in range(1, dataset.num_classes)}
+    rows = [row for _, case_rows in sorted(scored, key=lambda item: item[0]) for row in case_rows]
+    summary = summarize(rows, names)
+    class_dice = {
+        name: summary["per_class"][name].get("dice", {}).get("mean", float("nan"))
+        for name in names.values()
+    }
+    return {
+        "rows": rows,
+        "summary": summary,
+        "mean_dice": summary["foreground_mean"].get("dice", float("nan")),
+        "class_dice": class_dice,
+        "space": space,
+        "errors": [error for _, error in sorted(errors, key=lambda item: item[0])],
+    }
+
+
 def evaluate(
     model: torch.nn.Module,
     dataset: Any,
@@ -161,42 +235,17 @@ def evaluate(
         case (NaN) left out.
     """
     space = resolve_space(dataset, space)
-    model.eval()
-    predictor = TorchPredictor(model, device, amp=amp)
-    class_ids = list(range(1, dataset.num_classes))
-    names = {i: dataset.class_names[i] for i in class_ids}
-    rows: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
-    for index in tqdm(range(len(dataset)), desc=f"evaluate ({space} space)", disable=not progress):
-        image, label, case_id = dataset[index]
-        logits = predict_logits(image, predictor, settings, dataset.num_classes)
-        try:
-            if space == "original":
-                prediction, reference, geometry = _original_space_case(dataset, case_id, logits)
-            else:
-                prediction, reference, geometry = _preprocessed_case(
-                    dataset, case_id, logits, label
-                )
-            case_rows = compute_case_metrics(
-                prediction, reference, geometry.spacing, class_ids, metrics, nsd_tolerance
-            )
-            if on_prediction is not None:
-                on_prediction(case_id, prediction, geometry)
-        except (ValueError, OSError) as err:
-            logger.error("case %s: %s", case_id, err)
-            errors.append({"case": case_id, "error": str(err)})
-            continue
-        rows.extend(named_rows(case_id, case_rows, names))
-    summary = summarize(rows, names)
-    class_dice = {
-        name: summary["per_class"][name].get("dice", {}).get("mean", float("nan"))
-        for name in names.values()
-    }
-    return {
-        "rows": rows,
-        "summary": summary,
-        "mean_dice": summary["foreground_mean"].get("dice", float("nan")),
-        "class_dice": class_dice,
-        "space": space,
-        "errors": errors,
-    }
+    scored, errors = score_cases(
+        model,
+        dataset,
+        settings,
+        device,
+        range(len(dataset)),
+        space,
+        amp=amp,
+        metrics=metrics,
+        progress=progress,
+        nsd_tolerance=nsd_tolerance,
+        on_prediction=on_prediction,
+    )
+    return summarize_cases(dataset, space, scored, errors)

@@ -1,17 +1,26 @@
-"""The iteration-based training loop: logging, evaluation, best model, exact resume."""
+"""The iteration-based training loop: logging, evaluation, best model, exact resume, DDP.
+
+Under torchrun every process runs this loop on its share of one global sample stream and
+DistributedDataParallel averages the gradients; validation cases are split between the ranks and
+their scores gathered, so the logged mean equals a single-process evaluation. Only rank 0 writes
+files; checkpoints hold the plain model's weights (no `module.` prefix) and the global sample
+position, so a run resumes on any number of processes.
+"""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from medseg.cvlibs import Config
@@ -23,7 +32,17 @@ from medseg.engine.checkpoint import (
     save_checkpoint,
     write_folder_atomic,
 )
-from medseg.engine.evaluator import evaluate
+from medseg.engine.distributed import (
+    DistContext,
+    all_gather,
+    any_rank,
+    broadcast,
+    rank_seed,
+    shard,
+    sync_buffers,
+)
+from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
+from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
 from medseg.inference.settings import inference_settings
 from medseg.models.losses.computation import loss_computation
@@ -31,6 +50,7 @@ from medseg.models.losses.computation import loss_computation
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DATA_WARN_EVERY = 10  # log windows between two repeats of the slow-data-loading warning
 
 
 @dataclass
@@ -43,14 +63,20 @@ class TrainOptions:
     eval_interval: int | None = None
     log_iters: int = 10
     num_workers: int = 0
+    prefetch_factor: int | None = None
     do_eval: bool = False
     keep_checkpoint_max: int = 5
     seed: int = 0
     resume_model: str | None = None
-    amp: bool = False
+    amp_dtype: torch.dtype | None = None
+    compile: bool = False
+    channels_last: bool = False
+    sync_bn: bool = False
     use_vdl: bool = False
     use_tensorboard: bool = False
     eval_space: str = "auto"
+    data_warn_fraction: float = 0.2
+    dist: DistContext = field(default_factory=DistContext)
 
 
 class Trainer:
@@ -60,34 +86,83 @@ class Trainer:
     scheduler, grad scaler, RNG states, best score); every `eval_interval` iterations, with
     `do_eval`, the validation mean foreground Dice decides `best_model/`. Resuming from `iter_N/`
     replays the same samples and random numbers, so the weights end as in an uninterrupted run.
+
+    `cfg.batch_size` is per process: a torchrun job with N processes trains on N × batch_size
+    samples per iteration.
     """
 
     def __init__(self, cfg: Config, options: TrainOptions):
         self.cfg = cfg
         self.opt = options
+        self.dist = options.dist
         self.device = options.device
         self.iters = cfg.iters
         self.batch_size = cfg.batch_size
+        self.global_batch = self.batch_size * self.dist.world_size
+        # The plain model: what is saved, evaluated and resumed into. `self.net` (below) is what
+        # the training step calls: the same parameters, maybe behind DDP and torch.compile.
         self.model = cfg.model.to(self.device)
+        if options.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last_3d)
         self.losses = cfg.loss
         for loss in self.losses["types"]:
             loss.to(self.device)
         self.optimizer = cfg.optimizer
         self.scheduler = cfg.lr_scheduler
         self.grad_clip_norm = cfg.grad_clip_norm
-        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp)
+        self.amp_dtype = options.amp_dtype
+        # bf16 has float32's exponent range and needs no loss scaling.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.train_dataset = cfg.train_dataset
         self.val_dataset = cfg.val_dataset if options.do_eval else None
         if options.do_eval and self.val_dataset is None:
             raise ValueError(f"--do_eval needs a val_dataset in {cfg.path}")
         self.inference = inference_settings(cfg.dic, cfg.path) if self.val_dataset else None
+        self.eval_space = (
+            resolve_space(self.val_dataset, options.eval_space) if self.val_dataset else None
+        )
         self.eval_interval = options.eval_interval or options.save_interval
         self.start_iter = 0
+        self.start_sample = 0  # global sample position of `start_iter`
+        self.rank_rng_restored = False  # this rank's own RNG state came from the checkpoint
         self.best = {"mean_dice": -1.0, "iter": 0}
         self.saved: collections.deque[Path] = collections.deque()
         self._check_classes()
         if options.resume_model:
             self._resume()
+        self.net = self._wrap()
+
+    def _wrap(self) -> torch.nn.Module:
+        """The module the training step calls: SyncBN, DDP and torch.compile as requested."""
+        net: torch.nn.Module = self.model
+        if self.opt.sync_bn:
+            if not self.dist.distributed:
+                logger.info("--sync_bn only matters with several processes; ignored")
+            elif self.device.type != "cuda":
+                logger.warning("--sync_bn needs CUDA (PyTorch's SyncBatchNorm); ignored on CPU")
+            else:
+                # The converted layers reuse the BatchNorm parameters the optimizer holds.
+                net = self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                logger.info(
+                    "BatchNorm layers synchronised across %d processes", self.dist.world_size
+                )
+        if self.dist.distributed:
+            # DDP broadcasts rank 0's weights here, so every rank starts from the same model.
+            net = DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if not self.rank_rng_restored:
+                # Dropout and other torch randomness should differ between ranks.
+                torch.manual_seed(rank_seed(self.opt.seed + self.start_iter, self.dist.rank))
+            logger.info(
+                "DistributedDataParallel over %d processes (%s); batch_size %d per process, "
+                "%d per iteration",
+                self.dist.world_size,
+                self.dist.backend,
+                self.batch_size,
+                self.global_batch,
+            )
+        return maybe_compile(net, self.opt.compile, self.device)
 
     def _check_classes(self) -> None:
         model_classes = getattr(self.model, "num_classes", None)
@@ -105,23 +180,69 @@ class Trainer:
         self.scheduler.load_state_dict(state["lr_scheduler"])
         self.scaler.load_state_dict(state["grad_scaler"])
         self.start_iter = int(state["iter"])
+        # Checkpoints from before distributed training hold no position: one process then.
+        self.start_sample = int(state.get("samples", self.start_iter * self.batch_size))
         self.best = state["best"]
-        restore_rng_states(state["rng"])
-        logger.info("resumed from %s at iter %d", self.opt.resume_model, self.start_iter)
+        # A distributed run saves every rank's RNG state; on the same world size each rank gets
+        # its own back (exact resume), otherwise the ranks are reseeded in `_wrap`.
+        per_rank = state.get("rng_ranks") or [state["rng"]]
+        self.rank_rng_restored = len(per_rank) == self.dist.world_size
+        restore_rng_states(per_rank[self.dist.rank] if self.rank_rng_restored else state["rng"])
+        if not self.rank_rng_restored:
+            logger.info(
+                "the checkpoint was written by %d process(es), this run has %d: each rank draws "
+                "fresh torch random numbers (dropout) from here",
+                len(per_rank),
+                self.dist.world_size,
+            )
+        logger.info(
+            "resumed from %s at iter %d (global sample %d)",
+            self.opt.resume_model,
+            self.start_iter,
+            self.start_sample,
+        )
+
+    def _sampler_start(self) -> int:
+        """The sampler's per-rank start: the global position rounded up to a whole global step.
+
+        With the world size of the checkpoint's run this is exact; with another, fewer than
+        `world_size` samples of the endless stream may be skipped.
+        """
+        world = self.dist.world_size
+        start = -(-self.start_sample // world)
+        if start * world != self.start_sample:
+            logger.info(
+                "resuming on %d processes: %d sample(s) of the stream skipped to align the ranks",
+                world,
+                start * world - self.start_sample,
+            )
+        return start
 
     def _loader(self) -> DataLoader:
+        # One global stream, rank r taking every world_size-th sample: the samples of an
+        # iteration depend on the global position only, so augmentation is rank-correct.
         sampler = InfiniteSampler(
             len(self.train_dataset),
             seed=self.opt.seed,
-            start_sample=self.start_iter * self.batch_size,
+            start_sample=self._sampler_start(),
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        workers = self.opt.num_workers
+        prefetch = self.opt.prefetch_factor if workers > 0 else None
+        logger.info(
+            "data loading: %s%s",
+            f"{workers} worker process(es)" if workers else "in the training process",
+            f", prefetch_factor {prefetch}" if prefetch else "",
         )
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.opt.num_workers,
+            num_workers=workers,
+            prefetch_factor=prefetch,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=self.opt.num_workers > 0,
+            persistent_workers=workers > 0,
             drop_last=True,
             # A private generator keeps DataLoader start-up from consuming the global torch RNG,
             # which would shift dropout masks between a resumed and an uninterrupted run.
@@ -129,8 +250,11 @@ class Trainer:
         )
 
     def _state(self, iteration: int) -> dict[str, Any]:
-        return {
+        """The resume state; collective under DDP (every rank's RNG state is gathered)."""
+        state = {
             "iter": iteration,
+            "samples": self.start_sample + (iteration - self.start_iter) * self.global_batch,
+            "world_size": self.dist.world_size,
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.scheduler.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
@@ -138,10 +262,16 @@ class Trainer:
             "best": dict(self.best),
             "seed": self.opt.seed,
         }
+        if self.dist.distributed:
+            state["rng_ranks"] = all_gather(state["rng"], self.dist)
+        return state
 
     def _save(self, iteration: int) -> None:
+        state = self._state(iteration)
+        if not self.dist.is_main:
+            return
         folder = self.opt.save_dir / f"iter_{iteration}"
-        save_checkpoint(folder, self.model, self._state(iteration))
+        save_checkpoint(folder, self.model, state)
         if folder not in self.saved:
             self.saved.append(folder)
         while len(self.saved) > max(self.opt.keep_checkpoint_max, 1):
@@ -150,9 +280,14 @@ class Trainer:
                 file.unlink()
             old.rmdir()
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float]]:
-        with torch.autocast(self.device.type, enabled=self.opt.amp):
-            logits = self.model(images)
+        with self._autocast():
+            logits = self.net(images)
             loss, terms = loss_computation(logits, labels, self.losses)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -169,19 +304,35 @@ class Trainer:
         self.scheduler.step()
         return loss.item(), terms
 
-    def _evaluate(self, iteration: int, writer: ScalarWriter) -> None:
-        # The same space and metric as val.py's defaults, so val.py on best_model/ repeats the
-        # best score logged here. TODO(owner of TrainOptions): make `eval_space` a field.
-        result = evaluate(
+    def validate(self) -> dict[str, Any]:
+        """Score the current weights on the validation set (`evaluate`'s result, on every rank).
+
+        Each rank predicts every world_size-th case; the per-case rows are gathered and
+        summarised in dataset order, so the figures equal a single-process evaluation. The same
+        space and metric as val.py's defaults, so val.py on best_model/ repeats the best score.
+        """
+        sync_buffers(self.model, self.dist)
+        scored, errors = score_cases(
             self.model,
             self.val_dataset,
             self.inference,
             self.device,
-            self.opt.amp,
+            shard(len(self.val_dataset), self.dist),
+            self.eval_space,
+            amp=self.amp_dtype is not None,
             progress=False,
-            space=getattr(self.opt, "eval_space", "auto"),
         )
-        self.model.train()
+        gathered = all_gather((scored, errors), self.dist)
+        self.net.train()
+        return summarize_cases(
+            self.val_dataset,
+            self.eval_space,
+            [case for part, _ in gathered for case in part],
+            [error for _, part in gathered for error in part],
+        )
+
+    def _evaluate(self, iteration: int, writer: ScalarWriter) -> None:
+        result = self.validate()
         if result["errors"]:
             logger.warning(
                 "[EVAL] %d case(s) could not be scored and are left out of the mean: %s",
@@ -198,12 +349,16 @@ class Trainer:
             per_class,
         )
         writer.add_scalar("Evaluate/mean_dice", mean_dice, iteration)
-        if mean_dice > self.best["mean_dice"]:
+        # Every rank holds the same gathered result; rank 0's decision is still broadcast, so
+        # the ranks cannot disagree on the best model.
+        improved = broadcast(bool(mean_dice > self.best["mean_dice"]), self.dist)
+        if improved:
             self.best = {"mean_dice": mean_dice, "iter": iteration}
-            write_folder_atomic(
-                self.opt.save_dir / "best_model", {"model.pth": self.model.state_dict()}
-            )
-            self.cfg.dump(self.opt.save_dir / "best_model" / "config.yaml")
+            if self.dist.is_main:
+                write_folder_atomic(
+                    self.opt.save_dir / "best_model", {"model.pth": self.model.state_dict()}
+                )
+                self.cfg.dump(self.opt.save_dir / "best_model" / "config.yaml")
         logger.info(
             "[EVAL] best mean foreground Dice %.4f at iter %d",
             self.best["mean_dice"],
@@ -216,8 +371,11 @@ class Trainer:
         Ctrl-C or SIGTERM finishes the current iteration, saves `iter_N/` and exits with 130; a
         second Ctrl-C stops at once.
         """
-        self.model.train()
-        writer = ScalarWriter(self.opt.save_dir, self.opt.use_vdl, self.opt.use_tensorboard)
+        self.net.train()
+        main = self.dist.is_main
+        writer = ScalarWriter(
+            self.opt.save_dir, self.opt.use_vdl and main, self.opt.use_tensorboard and main
+        )
         self._stop_signal: str | None = None
         handlers = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         try:
@@ -238,10 +396,15 @@ class Trainer:
         loader = iter(self._loader())
         window: dict[str, list[float]] = collections.defaultdict(list)
         data_time = batch_time = 0.0
+        self._windows_logged = 0
+        self._last_data_warning = -DATA_WARN_EVERY
+        memory_format = (
+            torch.channels_last_3d if self.opt.channels_last else torch.contiguous_format
+        )
         tic = time.perf_counter()
         for iteration in range(self.start_iter + 1, self.iters + 1):
             images, labels, _ = next(loader)
-            images = images.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(self.device, non_blocking=True)
             data_time += time.perf_counter() - tic
             loss, terms = self._step(images, labels)
@@ -257,16 +420,17 @@ class Trainer:
                 iteration % self.eval_interval == 0 or iteration == self.iters
             ):
                 self._evaluate(iteration, writer)
-            if (
-                iteration % self.opt.save_interval == 0
-                or iteration == self.iters
-                or self._stop_signal is not None
-            ):
+            # All ranks must stop at the same iteration (the checkpoint is collective).
+            stop = any_rank(self._stop_signal is not None, self.dist, self.device)
+            if stop and self._stop_signal is None:
+                self._stop_signal = "stop request of another rank"
+            if iteration % self.opt.save_interval == 0 or iteration == self.iters or stop:
                 self._save(iteration)
-            if self._stop_signal is not None:
+            if stop:
                 logger.warning("stopped by %s after iter %d", self._stop_signal, iteration)
                 raise SystemExit(130)
             tic = time.perf_counter()
+        sync_buffers(self.model, self.dist)
         return self.iters
 
     def _log(
@@ -278,26 +442,56 @@ class Trainer:
         writer: ScalarWriter,
     ) -> None:
         steps = len(window["loss"])
-        means = {name: sum(values) / len(values) for name, values in window.items()}
+        local = {name: sum(values) / len(values) for name, values in window.items()}
+        # Averaged over the ranks: the loss of the global batch.
+        parts = all_gather(local, self.dist)
+        means = {name: sum(part[name] for part in parts) / len(parts) for name in local}
         lr = self.optimizer.param_groups[0]["lr"]
         per_step = batch_time / steps
+        reader = data_time / steps
         eta = per_step * (self.iters - iteration)
         terms = " ".join(f"{k}={v:.4f}" for k, v in means.items() if k != "loss")
         logger.info(
             "[TRAIN] iter %d/%d loss=%.4f %s lr=%.6f batch_cost=%.3fs reader_cost=%.3fs "
-            "ips=%.2f samples/s ETA %s",
+            "compute_cost=%.3fs ips=%.2f samples/s ETA %s",
             iteration,
             self.iters,
             means["loss"],
             terms,
             lr,
             per_step,
-            data_time / steps,
-            self.batch_size / per_step if per_step > 0 else math.inf,
+            reader,
+            per_step - reader,
+            self.global_batch / per_step if per_step > 0 else math.inf,
             time.strftime("%H:%M:%S", time.gmtime(eta)),
         )
+        self._warn_if_starved(reader, per_step)
         for name, value in means.items():
             writer.add_scalar(f"Train/{name}", value, iteration)
         writer.add_scalar("Train/lr", lr, iteration)
         writer.add_scalar("Train/batch_cost", per_step, iteration)
-        writer.add_scalar("Train/reader_cost", data_time / steps, iteration)
+        writer.add_scalar("Train/reader_cost", reader, iteration)
+        writer.add_scalar("Train/compute_cost", per_step - reader, iteration)
+
+    def _warn_if_starved(self, reader: float, per_step: float) -> None:
+        """Warn (now and then) when waiting for data takes a large share of the step."""
+        self._windows_logged += 1
+        # The first window includes starting the workers and filling their queues.
+        if self._windows_logged == 1 or per_step <= 0:
+            return
+        share = reader / per_step
+        if share <= self.opt.data_warn_fraction:
+            return
+        if self._windows_logged - self._last_data_warning < DATA_WARN_EVERY:
+            return
+        self._last_data_warning = self._windows_logged
+        logger.warning(
+            "data loading takes %.0f%% of each step (reader_cost %.3fs of batch_cost %.3fs); "
+            "the %s is waiting for data: raise --num_workers (now %d)%s",
+            100 * share,
+            reader,
+            per_step,
+            self.device.type.upper() if self.device.type == "cuda" else "model",
+            self.opt.num_workers,
+            ", or --prefetch_factor" if self.opt.num_workers else "",
+        )

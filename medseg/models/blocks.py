@@ -115,3 +115,27 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 def upsample_to(logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Trilinearly resize `logits` to the spatial size of `like` (deep-supervision outputs)."""
     return F.interpolate(logits, size=like.shape[2:], mode="trilinear", align_corners=False)
+
+
+def decode(
+    out: torch.Tensor,
+    skips: list[torch.Tensor],
+    stages: nn.ModuleList,
+    head: nn.Module,
+    aux_heads: nn.ModuleList | None,
+    like: torch.Tensor,
+    training: bool,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Run an up path that consumes `skips` (deepest last) and apply the output head(s).
+
+    Returns the logits, or `[main, aux...]` in training with auxiliary heads, each aux head reading
+    one up stage's output (coarsest first) and upsampled to the size of `like`.
+    """
+    decoded = []
+    for stage in stages:
+        out = stage(out, skips.pop())
+        decoded.append(out)
+    main = head(out)
+    if aux_heads is None or not training:
+        return main
+    return [main] + [upsample_to(h(f), like) for h, f in zip(aux_heads, decoded[:-1], strict=True)]

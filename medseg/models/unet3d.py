@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from medseg.cvlibs.registry import MODELS
-from medseg.models.blocks import check_input, make_norm, upsample_to
+from medseg.models.blocks import check_input, decode, make_norm
 from medseg.models.pretrained import load_pretrained
 
 
@@ -116,14 +116,4 @@ class UNet3D(nn.Module):
         for level, block in enumerate(self.encoder):
             out = block(out if level == 0 else self.pool(out))
             skips.append(out)
-        out = skips.pop()
-        decoded = []
-        for level in self.decoder:
-            out = level(out, skips.pop())
-            decoded.append(out)
-        main = self.head(out)
-        if self.aux_heads is None or not self.training:
-            return main
-        return [main] + [
-            upsample_to(h(f), x) for h, f in zip(self.aux_heads, decoded[:-1], strict=True)
-        ]
+        return decode(skips.pop(), skips, self.decoder, self.head, self.aux_heads, x, self.training)

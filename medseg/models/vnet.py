@@ -28,8 +28,8 @@ from medseg.models.blocks import (
     Triple,
     as_level_triples,
     check_input,
+    decode,
     size_rule,
-    upsample_to,
 )
 from medseg.models.pretrained import load_pretrained
 
@@ -235,17 +235,7 @@ class VNet(nn.Module):
         skips = [self.inp(x)]
         for stage in self.down:
             skips.append(stage(skips[-1]))
-        out = skips.pop()
-        decoded = []
-        for stage in self.up:
-            out = stage(out, skips.pop())
-            decoded.append(out)
-        main = self.head(out)
-        if self.aux_heads is None or not self.training:
-            return main
-        return [main] + [
-            upsample_to(h(f), x) for h, f in zip(self.aux_heads, decoded[:-1], strict=True)
-        ]
+        return decode(skips.pop(), skips, self.up, self.head, self.aux_heads, x, self.training)
 
 
 @MODELS.register()

@@ -1,0 +1,161 @@
+"""Sliding-window inference time and memory: medseg (torch and onnxruntime) vs MONAI, same weights.
+
+Usage:
+    python benchmarks/bench_inference.py [--model_path RUN/best_model] [--shape 96 160 160]
+        [--patch 48 64 80] [--overlap 0.5] [--batch 1] [--runs 3]
+
+One volume `(1, Z, Y, X)` (the phantom's intensity range, smooth random texture) is predicted by
+the phantom VNet config's model (trained weights with `--model_path`, else a seeded random
+initialisation: the time does not depend on the values) with the same window, overlap, Gaussian
+blending (sigma = patch / 8) and windows per call through:
+
+- medseg: `sliding_window_inference` + `TorchPredictor` (what val.py and training use);
+- MONAI: `monai.inferers.sliding_window_inference(mode="gaussian")` on a torch tensor;
+- medseg + onnxruntime: `sliding_window_inference` + `OnnxPredictor` on the model exported with
+  export.py's exporter (what deploy/python/infer.py uses).
+
+Each method runs in its own fresh process: one untimed call, then `--runs` timed calls (median
+and best), and the peak resident memory growth during the timed calls. The outputs are compared
+with medseg's (max |difference| of the blended logits, share of voxels with the same argmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_preprocessing import _reset_peak, _status_kib
+
+from medseg.cvlibs import Config
+from medseg.engine.checkpoint import load_model_weights
+from medseg.inference.sliding_window import sliding_window_inference
+from medseg.inference.timing import machine_lines
+from medseg.inference.torch_predictor import TorchPredictor
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs/phantom/vnet_phantom_32_48_48_600.yml"
+METHODS = ("medseg", "monai", "medseg-onnxruntime")
+
+
+def make_volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """A float32 `(1, Z, Y, X)` volume with smooth structure in roughly [-1, 2]."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=3)
+    return (noise / noise.std())[None].astype(np.float32)
+
+
+def load_model(model_path: str | None) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = Config(CONFIG).model
+    if model_path:
+        load_model_weights(model, model_path)
+    return model.eval()
+
+
+def _predict_fn(method: str, args: argparse.Namespace, folder: str):
+    """A function volume → blended logits `(K, Z, Y, X)` numpy, for `method`."""
+    model = load_model(args.model_path)
+    patch = tuple(args.patch)
+    if method == "monai":
+        from monai.inferers import sliding_window_inference as monai_window
+
+        def predict(volume: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                out = monai_window(
+                    torch.from_numpy(volume)[None],
+                    roi_size=patch,
+                    sw_batch_size=args.batch,
+                    predictor=model,
+                    overlap=args.overlap,
+                    mode="gaussian",
+                    sigma_scale=0.125,
+                )
+            return out[0].numpy()
+
+        return predict
+    if method == "medseg":
+        predictor = TorchPredictor(model, "cpu")
+    else:
+        import export
+        from medseg.inference.onnx_predictor import OnnxPredictor
+
+        path = Path(folder) / "model.onnx"
+        sample = np.zeros((1, 1, *patch), dtype=np.float32)
+        export.export_onnx(export._graph(model, False), path, sample, 17, "logits")
+        predictor = OnnxPredictor(path, "cpu")
+
+    def predict(volume: np.ndarray) -> np.ndarray:
+        return sliding_window_inference(
+            volume, predictor, patch, args.overlap, args.batch, gaussian=True
+        )
+
+    return predict
+
+
+def _measure(method: str, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    volume = make_volume(tuple(args.shape))
+    with tempfile.TemporaryDirectory() as folder:
+        predict = _predict_fn(method, args, folder)
+        out = predict(volume)  # untimed: first-call allocations, onnxruntime warm-up
+        before = _reset_peak()
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            out = predict(volume)
+            times.append(time.perf_counter() - start)
+    peak = (_status_kib("VmHWM") - before) / 1024
+    queue.put((statistics.median(times), min(times), peak, out))
+
+
+def measure(method: str, args: argparse.Namespace) -> tuple[float, float, float, np.ndarray]:
+    """(median s, best s, peak MiB, output) of `method` in a fresh process."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure, args=(method, args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_path", help="model.pth or iter_N/ (default: random weights)")
+    parser.add_argument("--shape", nargs=3, type=int, default=[96, 160, 160], help="z y x")
+    parser.add_argument("--patch", nargs=3, type=int, default=[48, 64, 80], help="z y x")
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--batch", type=int, default=1, help="windows per model call")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    args = parser.parse_args()
+    for line in machine_lines(("numpy", "torch", "monai", "onnxruntime", "onnxruntime-gpu")):
+        print(line)
+    print(
+        f"torch threads {torch.get_num_threads()}; volume {tuple(args.shape)}, window "
+        f"{tuple(args.patch)}, overlap {args.overlap}, gaussian, {args.batch} window(s) per "
+        f"call, {args.runs} timed runs, weights {args.model_path or 'random (seed 0)'}"
+    )
+    results = {method: measure(method, args) for method in args.methods}
+    reference = results[args.methods[0]][3]
+    print(f"{'method':<20}{'median s':>9}{'best s':>8}{'peak MiB':>9}{'max |diff|':>11}{'agree':>8}")
+    for method, (median, best, peak, out) in results.items():
+        diff = float(np.max(np.abs(out - reference)))
+        agree = float(np.mean(out.argmax(0) == reference.argmax(0)))
+        print(f"{method:<20}{median:>9.2f}{best:>8.2f}{peak:>9.0f}{diff:>11.2e}{agree:>8.4f}")
+
+
+if __name__ == "__main__":
+    main()
