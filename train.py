@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         setup_logging(level=logging.WARNING)
     # torch is imported after logging is set up so its import time is not silent.
-    from medseg.engine.distributed import cleanup, init_distributed
+    from medseg.engine.distributed import barrier, cleanup, init_distributed
 
     try:
         context = init_distributed(args.device)
@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 2
     try:
-        return _train(args, save_dir, context)
+        code = _train(args, save_dir, context)
+        # Leaving together: gloo aborts a process whose peer tears the group down mid-write.
+        barrier(context)
+        return code
     finally:
         cleanup(context)
 

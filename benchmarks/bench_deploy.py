@@ -32,10 +32,10 @@ from medseg.engine.checkpoint import load_model_weights
 from medseg.inference.case import predict_logits
 from medseg.inference.deploy_config import load_deploy_config
 from medseg.inference.onnx_predictor import OnnxPredictor
-from medseg.inference.timing import machine_lines
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.preprocessing.io import read_case
 from medseg.preprocessing.pipeline import preprocess_case
+from medseg.utils.machine import machine_lines
 
 
 def parse_args() -> argparse.Namespace:

@@ -14,9 +14,11 @@ blending (sigma = patch / 8) and windows per call through:
 - medseg + onnxruntime: `sliding_window_inference` + `OnnxPredictor` on the model exported with
   export.py's exporter (what deploy/python/infer.py uses).
 
-Each method runs in its own fresh process: one untimed call, then `--runs` timed calls (median
-and best), and the peak resident memory growth during the timed calls. The outputs are compared
-with medseg's (max |difference| of the blended logits, share of voxels with the same argmax).
+Every measurement is a fresh process running one method: one untimed call (allocations,
+onnxruntime warm-up), then one timed call and the peak resident memory growth during it. The
+methods take turns for `--runs` rounds, so load changes on a shared machine hit them alike; the
+median and best are reported. The outputs are compared with the first method's (max |difference|
+of the blended logits, share of voxels with the same argmax).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from bench_preprocessing import _reset_peak, _status_kib
 from medseg.cvlibs import Config
 from medseg.engine.checkpoint import load_model_weights
 from medseg.inference.sliding_window import sliding_window_inference
-from medseg.inference.timing import machine_lines
 from medseg.inference.torch_predictor import TorchPredictor
+from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/phantom/vnet_phantom_32_48_48_600.yml"
@@ -109,19 +111,16 @@ def _measure(method: str, args: argparse.Namespace, queue: multiprocessing.Queue
     volume = make_volume(tuple(args.shape))
     with tempfile.TemporaryDirectory() as folder:
         predict = _predict_fn(method, args, folder)
-        out = predict(volume)  # untimed: first-call allocations, onnxruntime warm-up
+        predict(volume)  # untimed: first-call allocations, onnxruntime warm-up
         before = _reset_peak()
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            out = predict(volume)
-            times.append(time.perf_counter() - start)
-    peak = (_status_kib("VmHWM") - before) / 1024
-    queue.put((statistics.median(times), min(times), peak, out))
+        start = time.perf_counter()
+        out = predict(volume)
+        seconds = time.perf_counter() - start
+    queue.put((seconds, (_status_kib("VmHWM") - before) / 1024, out))
 
 
-def measure(method: str, args: argparse.Namespace) -> tuple[float, float, float, np.ndarray]:
-    """(median s, best s, peak MiB, output) of `method` in a fresh process."""
+def measure(method: str, args: argparse.Namespace) -> tuple[float, float, np.ndarray]:
+    """(seconds, peak MiB, output) of one timed call of `method` in a fresh process."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_measure, args=(method, args, queue))
@@ -148,13 +147,24 @@ def main() -> None:
         f"{tuple(args.patch)}, overlap {args.overlap}, gaussian, {args.batch} window(s) per "
         f"call, {args.runs} timed runs, weights {args.model_path or 'random (seed 0)'}"
     )
-    results = {method: measure(method, args) for method in args.methods}
-    reference = results[args.methods[0]][3]
-    print(f"{'method':<20}{'median s':>9}{'best s':>8}{'peak MiB':>9}{'max |diff|':>11}{'agree':>8}")
-    for method, (median, best, peak, out) in results.items():
+    times: dict[str, list[float]] = {method: [] for method in args.methods}
+    peaks: dict[str, float] = dict.fromkeys(args.methods, 0.0)
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(args.runs):
+        for method in args.methods:
+            seconds, peak, outputs[method] = measure(method, args)
+            times[method].append(seconds)
+            peaks[method] = max(peaks[method], peak)
+    reference = outputs[args.methods[0]]
+    header = f"{'method':<20}{'median s':>9}{'best s':>8}{'peak MiB':>9}"
+    print(f"{header}{'max |diff|':>11}{'agree':>8}")
+    for method, out in outputs.items():
         diff = float(np.max(np.abs(out - reference)))
         agree = float(np.mean(out.argmax(0) == reference.argmax(0)))
-        print(f"{method:<20}{median:>9.2f}{best:>8.2f}{peak:>9.0f}{diff:>11.2e}{agree:>8.4f}")
+        print(
+            f"{method:<20}{statistics.median(times[method]):>9.2f}{min(times[method]):>8.2f}"
+            f"{peaks[method]:>9.0f}{diff:>11.2e}{agree:>8.4f}"
+        )
 
 
 if __name__ == "__main__":

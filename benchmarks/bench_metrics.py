@@ -15,14 +15,19 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scipy
 from scipy import ndimage
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from medseg.metrics import hd95
+from medseg.utils.machine import cpu_model
 
 SHAPE = (160, 256, 256)  # (z, y, x)
 SPACING = (2.5, 0.8, 0.8)  # (z, y, x) mm
@@ -39,18 +44,6 @@ def make_masks(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         return level <= 1.0 + noise / noise.std() * 0.04
 
     return ellipsoid((80, 128, 128), (60, 100, 90)), ellipsoid((83, 124, 131), (57, 104, 87))
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, or what `platform` reports."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(candidates: dict[str, Callable[[], float]], runs: int) -> dict[str, tuple[float, float]]:

@@ -25,18 +25,23 @@ import multiprocessing
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy
 import scipy.ndimage
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from medseg.preprocessing.backend import gpu_unavailable_reason
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.resample import resample_image, resampled_shape
+from medseg.utils.machine import cpu_model
 
 SHAPE = (200, 512, 512)  # z, y, x
 SPACING = (2.5, 0.7, 0.7)  # z, y, x mm
@@ -132,18 +137,6 @@ def measure(method: str, runs: int) -> tuple[float, float, float]:
     if process.exitcode != 0:
         raise RuntimeError(f"measuring {method!r} failed (exit code {process.exitcode})")
     return queue.get()
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, or what `platform` reports."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from bench_preprocessing import _reset_peak, _status_kib
 from medseg.cvlibs import Config
 from medseg.engine.runtime import AMP_DTYPES
 from medseg.engine.trainer import Trainer, TrainOptions
-from medseg.inference.timing import machine_lines
+from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {

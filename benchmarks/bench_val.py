@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_metrics import cpu_model
+from medseg.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = ("original", "preprocessed")

@@ -83,3 +83,16 @@ def test_gpu_and_cpu_preprocessing_agree():
     gpu_image, gpu_label, gpu_record = preprocess_case(*args, backend="cupy")
     assert np.allclose(gpu_image, cpu_image, atol=1e-5)
     assert np.array_equal(gpu_label, cpu_label) and gpu_record == cpu_record
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a usable CUDA device")
+def test_gpu_and_cpu_intensity_work_agree():
+    from medseg.preprocessing.intensity import normalize
+
+    image, _ = make_case(2, shape=(12, 20, 24), channels=2)
+    specs = [{"type": "ct", "window": [-100, 200]}, {"type": "zscore_nonzero"}]
+    cpu, cpu_used = normalize(image.astype(np.float32), specs)
+    gpu, gpu_used = normalize(image.astype(np.float32), specs, backend="cupy")
+    assert isinstance(gpu, np.ndarray) and np.allclose(gpu, cpu, atol=1e-5)
+    assert gpu_used[1]["mean"] == pytest.approx(cpu_used[1]["mean"])

@@ -203,7 +203,12 @@ def test_runs_with_torch_unimportable(deploy_yaml, raw_images, tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", shim], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-c", shim],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / f"{case_id(raw_images[0])}.nii.gz").is_file()

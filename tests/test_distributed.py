@@ -57,6 +57,7 @@ def spawn_worker(rank: int, world_size: int, port: int, config: str, out: str) -
             {"weights": trainer.model.state_dict(), "result": result},
             Path(out) / f"rank{rank}.pth",
         )
+        distributed.barrier(context)
     finally:
         distributed.cleanup(context)
 

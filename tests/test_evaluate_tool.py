@@ -132,15 +132,20 @@ def test_command_line_exit_codes(folders, tmp_path):
     pred, ref = folders
     base = [sys.executable, str(TOOL), "--pred_dir", str(pred), "--gt_dir", str(ref)]
     base += ["--save_dir", str(tmp_path / "out")]
-    done = subprocess.run([*base, "--metrics", "nsd"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*base, "--metrics", "nsd"], capture_output=True, encoding="utf-8", errors="replace"
+    )
     assert done.returncode == 2 and "--nsd_tolerance" in done.stderr
     done = subprocess.run(
-        [*base, "--metrics", "nsd", "--nsd_tolerance", "0.5"], capture_output=True, text=True
+        [*base, "--metrics", "nsd", "--nsd_tolerance", "0.5"],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert done.returncode == 0, done.stderr
     assert "foreground mean" in done.stdout
     missing = [*base[:3], str(tmp_path / "nowhere"), *base[4:]]
-    done = subprocess.run(missing, capture_output=True, text=True)
+    done = subprocess.run(missing, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode == 2 and "nowhere" in done.stderr
 
 

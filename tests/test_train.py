@@ -116,7 +116,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tiny_config, tmp_path):
         train_command(tiny_config, tmp_path / "stopped"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     wait_for(tmp_path / "stopped" / "iter_4" / "model.pth", process)
     process.send_signal(signal.SIGINT)

@@ -35,7 +35,7 @@ from medseg.inference.onnx_predictor import OnnxPredictor
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.sliding_window import softmax
-from medseg.inference.timing import StageTimer, machine_lines
+from medseg.inference.timing import StageTimer
 from medseg.preprocessing.io import Geometry, read_case, write_volume
 from medseg.preprocessing.pipeline import (
     invert_probabilities,
@@ -44,6 +44,7 @@ from medseg.preprocessing.pipeline import (
 )
 from medseg.utils.atomic import atomic_path
 from medseg.utils.logging import setup_logging
+from medseg.utils.machine import machine_lines
 
 logger = logging.getLogger("medseg.infer")
 

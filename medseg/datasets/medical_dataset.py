@@ -63,6 +63,7 @@ class MedicalDataset(Dataset):
         self.num_classes = self._resolve_num_classes(num_classes)
         self.class_names = self._class_names()
         self.cases = self._read_list(self.dataset_root / (file_list or LIST_FILES[mode]))
+        self._labels_checked: set[int] = set()  # per process: each label file is scanned once
 
     def _read_dataset_json(self, path: str | None) -> dict[str, Any]:
         json_path = Path(path) if path else self.dataset_root / "dataset.json"
@@ -154,7 +155,9 @@ class MedicalDataset(Dataset):
                     f"case '{case['id']}': label shape {label.shape} does not match image "
                     f"shape {image.shape[1:]} ({case['label']})"
                 )
-            self._check_label_values(case, label)
+            if index not in self._labels_checked:
+                self._check_label_values(case, label)
+                self._labels_checked.add(index)
         return image, label, case["id"]
 
     def _check_label_values(self, case: dict[str, Any], label: np.ndarray) -> None:

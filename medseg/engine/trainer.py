@@ -36,6 +36,7 @@ from medseg.engine.distributed import (
     DistContext,
     all_gather,
     any_rank,
+    barrier,
     broadcast,
     rank_seed,
     shard,
@@ -428,6 +429,7 @@ class Trainer:
                 self._save(iteration)
             if stop:
                 logger.warning("stopped by %s after iter %d", self._stop_signal, iteration)
+                barrier(self.dist)  # rank 0 has written the checkpoint; leave together
                 raise SystemExit(130)
             tic = time.perf_counter()
         sync_buffers(self.model, self.dist)

@@ -35,7 +35,9 @@ class TorchPredictor:
         self.amp = amp
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        # A copy into torch's own (64-byte aligned) memory: oneDNN's CPU convolutions run
+        # measurably faster on it than on a view of the numpy window (benchmarks/README.md).
+        inputs = torch.tensor(batch, dtype=torch.float32, device=self.device)
         autocast = (
             torch.autocast("cuda", dtype=torch.float16)
             if self.amp and self.device.type == "cuda"

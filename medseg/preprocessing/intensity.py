@@ -2,7 +2,8 @@
 
 A spec is a dict: `{"type": "ct", "window": [lo, hi]}`, `{"type": "zscore_nonzero"}` or
 `{"type": "none"}`. `normalize` returns the numbers it used (window, mean and std) per channel,
-so that a record says exactly what was done.
+so that a record says exactly what was done. The functions take NumPy or CuPy arrays alike
+(`backend="cupy"` runs them on the GPU; see `medseg.preprocessing.backend`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from medseg.preprocessing.backend import array_module
+
 NORMALIZATION_TYPES = ("ct", "zscore_nonzero", "none")
 
 
@@ -19,7 +22,7 @@ def ct_window(channel: np.ndarray, low: float, high: float) -> np.ndarray:
     """Clip to [low, high] HU and scale linearly to [0, 1]."""
     if not low < high:
         raise ValueError(f"CT window needs low < high, got [{low}, {high}]")
-    return ((np.clip(channel, low, high) - low) / (high - low)).astype(np.float32)
+    return ((channel.clip(low, high) - low) / (high - low)).astype(np.float32)
 
 
 def zscore_nonzero(channel: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -35,26 +38,28 @@ def zscore_nonzero(channel: np.ndarray) -> tuple[np.ndarray, float, float]:
     values = channel[mask].astype(np.float64)
     mean, std = float(values.mean()), float(values.std())
     std = std if std > 0 else 1.0
-    out = np.zeros(channel.shape, dtype=np.float32)
+    out = np.zeros_like(channel, dtype=np.float32)  # a CuPy array for CuPy input
     out[mask] = (values - mean) / std
     return out, mean, std
 
 
 def normalize(
-    image: np.ndarray, specs: Sequence[dict[str, Any]]
+    image: np.ndarray, specs: Sequence[dict[str, Any]], backend: str = "numpy"
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Normalise each channel of a (C, Z, Y, X) image with its spec (one spec per channel).
 
     Returns:
-        The float32 image and, per channel, the spec completed with the numbers used.
+        The float32 image (always a NumPy array) and, per channel, the spec completed with the
+        numbers used.
     """
     if len(specs) != image.shape[0]:
         raise ValueError(
             f"normalization has {len(specs)} channel spec(s) but the image has {image.shape[0]} "
             f"channel(s) (shape {image.shape})"
         )
+    xp = array_module(backend)
     channels, used = [], []
-    for channel, spec in zip(image, specs, strict=True):
+    for channel, spec in zip(xp.asarray(image), specs, strict=True):
         kind = spec["type"]
         if kind == "ct":
             low, high = (float(v) for v in spec["window"])
@@ -71,4 +76,5 @@ def normalize(
             raise ValueError(
                 f"normalization type must be one of {NORMALIZATION_TYPES}, got {kind!r}"
             )
-    return np.stack(channels), used
+    stacked = xp.stack(channels)
+    return (stacked if isinstance(stacked, np.ndarray) else stacked.get()), used

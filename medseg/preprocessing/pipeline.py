@@ -132,7 +132,8 @@ def preprocess_case(
         recipe: What to do.
         label: Integer label map on the same grid, or None (inference).
         case: Name used in error and log messages.
-        backend: Resampling backend (see `medseg.preprocessing.resample`).
+        backend: "numpy" or "cupy": where resampling and intensity work run
+            (`medseg.preprocessing.backend.select_backend` picks it).
 
     Returns:
         The float32 (C, Z, Y, X) image, the label map (uint8, or int16 above 255 ids) or None,
@@ -175,7 +176,7 @@ def preprocess_case(
         label = resample_label(label, shape, recipe.label_interpolation, backend)
         label = np.ascontiguousarray(label, dtype=label_dtype)
 
-    image, used = normalize(image, recipe.normalization_specs(image.shape[0]))
+    image, used = normalize(image, recipe.normalization_specs(image.shape[0]), backend)
     record = PreprocessRecord(
         geometry=geometry,
         permutation=permutation,
