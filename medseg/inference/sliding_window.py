@@ -140,8 +140,11 @@ def _predict_tta(
     flip_sets = [
         combo for n in range(1, len(tta_axes) + 1) for combo in itertools.combinations(tta_axes, n)
     ]
+    prediction = _predict(predictor, batch, num_classes)
+    if not flip_sets:
+        return prediction
     # astype copies: the sum must not alias the batch (a predictor may return its input).
-    total = _predict(predictor, batch, num_classes).astype(np.float32)
+    total = prediction.astype(np.float32)
     for flips in flip_sets:
         axes = tuple(2 + a for a in flips)
         flipped = np.ascontiguousarray(np.flip(batch, axes))
@@ -196,6 +199,7 @@ def sliding_window_inference(
     starts = list(itertools.product(*grid))
     weights = importance_map(patch, gaussian, sigma_scale)
     accumulator: np.ndarray | None = None
+    weighted: np.ndarray | None = None  # one reused buffer: no per-window temporaries
     weight_sum = np.zeros(spatial, dtype=np.float32)
     groups = _batches(starts, batch_size)
     if progress:
@@ -210,8 +214,10 @@ def sliding_window_inference(
         if accumulator is None:
             num_classes = out.shape[1]
             accumulator = np.zeros((num_classes, *spatial), dtype=np.float32)
+            weighted = np.empty((num_classes, *patch), dtype=np.float32)
         for window, prediction in zip(windows, out, strict=True):
-            accumulator[(slice(None), *window)] += prediction * weights
+            np.multiply(prediction, weights, out=weighted)
+            accumulator[(slice(None), *window)] += weighted
             weight_sum[window] += weights
     accumulator /= weight_sum
     if spatial == image.shape[1:]:
