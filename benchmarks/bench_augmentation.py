@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_preprocessing import _reset_peak, _status_kib
+from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.cvlibs import Config
 from medseg.datasets import InfiniteSampler
@@ -110,23 +110,17 @@ def _measure(method: str, samples: int, queue: multiprocessing.Queue) -> None:
     draw = _sampler(method, dataset, samples)
     for i in range(min(10, samples)):  # warm-up: imports, first allocations
         assert tuple(draw(i).shape[1:]) == PATCH
-    before = _reset_peak()
+    before = reset_peak()
     start = time.perf_counter()
     for i in range(samples):
         draw(i)
     rate = samples / (time.perf_counter() - start)
-    queue.put((rate, (_status_kib("VmHWM") - before) / 1024))
+    queue.put((rate, peak_mib_since(before)))
 
 
 def measure(method: str, samples: int) -> tuple[float, float]:
     """(samples/s, peak MiB) of `method` in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(method, samples, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return in_fresh_process(_measure, method, samples)
 
 
 def main() -> None:

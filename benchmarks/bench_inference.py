@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_preprocessing import _reset_peak, _status_kib
+from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.cvlibs import Config
 from medseg.engine.checkpoint import load_model_weights
@@ -112,22 +112,16 @@ def _measure(method: str, args: argparse.Namespace, queue: multiprocessing.Queue
     with tempfile.TemporaryDirectory() as folder:
         predict = _predict_fn(method, args, folder)
         predict(volume)  # untimed: first-call allocations, onnxruntime warm-up
-        before = _reset_peak()
+        before = reset_peak()
         start = time.perf_counter()
         out = predict(volume)
         seconds = time.perf_counter() - start
-    queue.put((seconds, (_status_kib("VmHWM") - before) / 1024, out))
+    queue.put((seconds, peak_mib_since(before), out))
 
 
 def measure(method: str, args: argparse.Namespace) -> tuple[float, float, np.ndarray]:
     """(seconds, peak MiB, output) of one timed call of `method` in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(method, args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return in_fresh_process(_measure, method, args)
 
 
 def main() -> None:

@@ -36,6 +36,8 @@ import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measure import in_fresh_process, peak_mib_since, reset_peak
+
 from medseg.preprocessing.backend import gpu_unavailable_reason
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import preprocess_case
@@ -62,21 +64,6 @@ def make_volume() -> tuple[np.ndarray, np.ndarray, Geometry]:
     label = organ.astype(np.uint8)
     geometry = Geometry(SHAPE, SPACING, (0.0, 0.0, 0.0), np.eye(3)[:, ::-1])
     return image, label, geometry
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> int:
-    """Reset the peak resident size (Linux: VmHWM) to the current one; returns the current KiB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS")
 
 
 def _measure(method: str, runs: int, queue: multiprocessing.Queue) -> None:
@@ -118,25 +105,18 @@ def _measure(method: str, runs: int, queue: multiprocessing.Queue) -> None:
         def call() -> None:
             preprocess_case(volume, geometry, recipe, label, backend=backend)
 
-    before = _reset_peak()
+    before = reset_peak()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    queue.put((statistics.median(times), min(times), (_status_kib("VmHWM") - before) / 1024))
+    queue.put((statistics.median(times), min(times), peak_mib_since(before)))
 
 
 def measure(method: str, runs: int) -> tuple[float, float, float]:
     """(median s, best s, peak extra MiB) of `method`, run in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(method, runs, queue))
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"measuring {method!r} failed (exit code {process.exitcode})")
-    return queue.get()
+    return in_fresh_process(_measure, method, runs)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_preprocessing import _reset_peak, _status_kib
+from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.cvlibs import Config
 from medseg.engine.runtime import AMP_DTYPES
@@ -73,24 +73,18 @@ def _measure(
 
         for _ in range(args.warmup):
             trainer._step(*batch())
-        before = _reset_peak()
+        before = reset_peak()
         times = []
         for _ in range(args.steps):
             start = time.perf_counter()
             trainer._step(*batch())  # returns loss.item(): the device is synchronised
             times.append(time.perf_counter() - start)
-    queue.put((statistics.median(times), (_status_kib("VmHWM") - before) / 1024))
+    queue.put((statistics.median(times), peak_mib_since(before)))
 
 
 def measure(model: str, workers: int | None, args: argparse.Namespace) -> tuple[float, float]:
     """(median step s, peak MiB) in a fresh process; `workers` None = the in-memory batch."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(model, workers, args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return in_fresh_process(_measure, model, workers, args)
 
 
 def main() -> None:

@@ -139,3 +139,10 @@ def decode(
     if aux_heads is None or not training:
         return main
     return [main] + [upsample_to(h(f), like) for h, f in zip(aux_heads, decoded[:-1], strict=True)]
+
+
+def check_positive_ints(model: str, **values: object) -> None:
+    """Raise a ValueError naming the first constructor argument that is not a positive int."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{model} {name} must be a positive int, got {value!r}")

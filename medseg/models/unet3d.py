@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from medseg.cvlibs.registry import MODELS
-from medseg.models.blocks import check_input, decode, make_norm
+from medseg.models.blocks import check_input, check_positive_ints, decode, make_norm
 from medseg.models.pretrained import load_pretrained
 
 
@@ -74,13 +74,9 @@ class UNet3D(nn.Module):
         pretrained: str | os.PathLike | None = None,
     ):
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("num_classes", num_classes),
-            ("base_channels", base_channels),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"UNet3D {name} must be a positive int, got {value!r}")
+        check_positive_ints(
+            "UNet3D", in_channels=in_channels, num_classes=num_classes, base_channels=base_channels
+        )
         if not isinstance(num_levels, int) or num_levels < 2:
             raise ValueError(f"UNet3D num_levels must be an int >= 2, got {num_levels!r}")
         self.in_channels = in_channels

@@ -28,6 +28,7 @@ from medseg.models.blocks import (
     Triple,
     as_level_triples,
     check_input,
+    check_positive_ints,
     decode,
     size_rule,
 )
@@ -177,13 +178,9 @@ class VNet(nn.Module):
         deep_supervision: bool = False,
     ):
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("num_classes", num_classes),
-            ("base_channels", base_channels),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"VNet {name} must be a positive int, got {value!r}")
+        check_positive_ints(
+            "VNet", in_channels=in_channels, num_classes=num_classes, base_channels=base_channels
+        )
         if not isinstance(conv_kernel, int) or conv_kernel < 1 or conv_kernel % 2 == 0:
             raise ValueError(f"VNet conv_kernel must be an odd positive int, got {conv_kernel!r}")
         if not 0 <= dropout < 1:
