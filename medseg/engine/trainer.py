@@ -181,8 +181,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["lr_scheduler"])
         self.scaler.load_state_dict(state["grad_scaler"])
         self.start_iter = int(state["iter"])
-        # Checkpoints from before distributed training hold no position: one process then.
-        self.start_sample = int(state.get("samples", self.start_iter * self.batch_size))
+        self.start_sample = int(state["samples"])
         self.best = state["best"]
         # A distributed run saves every rank's RNG state; on the same world size each rank gets
         # its own back (exact resume), otherwise the ranks are reseeded in `_wrap`.
