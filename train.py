@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.cvlibs import Config, ConfigError
+from medseg.engine.cli import add_amp_arguments
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.train")
@@ -62,13 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, augmentation, init")
     parser.add_argument("--resume_model", help="iter_N/ folder to continue from")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    parser.add_argument(
-        "--amp_dtype",
-        choices=("fp16", "bf16"),
-        default="fp16",
-        help="--amp precision: fp16 with a grad scaler, or bf16 (Ampere and newer, no scaler)",
-    )
+    add_amp_arguments(parser)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (CUDA only; slow start)"
     )

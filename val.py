@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.cvlibs import Config, ConfigError
+from medseg.engine.cli import add_amp_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
@@ -45,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = parser.parse_args(argv)
     check_metric_arguments(parser, args)
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.checkpoint import load_model_weights
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
-    from medseg.engine.runtime import select_device, use_amp
+    from medseg.engine.runtime import amp_dtype, select_device
     from medseg.inference.settings import inference_settings
     from medseg.preprocessing.io import Geometry, write_volume
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset,
         settings,
         device,
-        amp=use_amp(args.amp, device),
+        amp_dtype=amp_dtype(args.amp, args.amp_dtype, device),
         metrics=metrics,
         space=space,
         nsd_tolerance=args.nsd_tolerance,

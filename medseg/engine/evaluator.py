@@ -149,7 +149,7 @@ def score_cases(
     device: torch.device,
     indices: Sequence[int],
     space: str,
-    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     metrics: Sequence[str] = ("dice",),
     progress: bool = True,
     nsd_tolerance: float | None = None,
@@ -162,7 +162,7 @@ def score_cases(
     computed exactly as a single process would.
     """
     model.eval()
-    predictor = TorchPredictor(model, device, amp=amp)
+    predictor = TorchPredictor(model, device, amp_dtype)
     class_ids = list(range(1, dataset.num_classes))
     names = {i: dataset.class_names[i] for i in class_ids}
     scored: list[CaseRows] = []
@@ -216,7 +216,7 @@ def evaluate(
     dataset: Any,
     settings: InferenceSettings,
     device: torch.device,
-    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     metrics: Sequence[str] = ("dice",),
     progress: bool = True,
     space: str = "auto",
@@ -242,7 +242,7 @@ def evaluate(
         device,
         range(len(dataset)),
         space,
-        amp=amp,
+        amp_dtype=amp_dtype,
         metrics=metrics,
         progress=progress,
         nsd_tolerance=nsd_tolerance,

@@ -43,14 +43,6 @@ def select_device(name: str = "auto", index: int | None = None) -> torch.device:
     return device
 
 
-def use_amp(requested: bool, device: torch.device) -> bool:
-    """Mixed precision only on CUDA; on the CPU the request is dropped with a log line."""
-    if requested and device.type != "cuda":
-        logger.warning("--amp needs a CUDA device; training in float32 on %s", device)
-        return False
-    return requested
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -59,19 +51,23 @@ def seed_everything(seed: int) -> None:
 
 
 def amp_dtype(requested: bool, dtype: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a training run, or None for float32.
+    """The autocast dtype of a run, or None for float32.
 
-    bf16 keeps float32's exponent range, so it needs no gradient scaler; fp16 does. A GPU without
-    bf16 support falls back to fp16 with a warning.
+    Mixed precision only on CUDA; on the CPU the request is dropped with a log line. bf16 keeps
+    float32's exponent range, so training needs no loss scaling with it; fp16 does (the trainer
+    adds a grad scaler). A GPU without bf16 support falls back to fp16 with a warning.
     """
     if dtype not in AMP_DTYPES:
         raise ValueError(f"--amp_dtype must be one of {', '.join(AMP_DTYPES)}, got '{dtype}'")
-    if not use_amp(requested, device):
+    if not requested:
+        return None
+    if device.type != "cuda":
+        logger.warning("--amp needs a CUDA device; running in float32 on %s", device)
         return None
     if dtype == "bf16" and not torch.cuda.is_bf16_supported():
         logger.warning("this GPU has no bfloat16 support; --amp_dtype bf16 falls back to fp16")
         dtype = "fp16"
-    logger.info("mixed precision: %s autocast%s", dtype, " with a grad scaler" * (dtype == "fp16"))
+    logger.info("mixed precision: %s autocast", dtype)
     return AMP_DTYPES[dtype]
 
 

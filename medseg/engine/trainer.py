@@ -112,8 +112,12 @@ class Trainer:
         self.scheduler = cfg.lr_scheduler
         self.grad_clip_norm = cfg.grad_clip_norm
         self.amp_dtype = options.amp_dtype
-        # bf16 has float32's exponent range and needs no loss scaling.
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # fp16 gradients underflow without loss scaling; bf16 has float32's exponent range.
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        if self.scaler.is_enabled():
+            logger.info("fp16 training: the loss is scaled by a GradScaler")
         self.train_dataset = cfg.train_dataset
         self.val_dataset = cfg.val_dataset if options.do_eval else None
         if options.do_eval and self.val_dataset is None:
@@ -319,7 +323,7 @@ class Trainer:
             self.device,
             shard(len(self.val_dataset), self.dist),
             self.eval_space,
-            amp=self.amp_dtype is not None,
+            amp_dtype=self.amp_dtype,
             progress=False,
         )
         gathered = all_gather((scored, errors), self.dist)

@@ -25,13 +25,17 @@ class TorchPredictor:
         model: Maps `(B, C, pz, py, px)` to `(B, K, pz, py, px)`; a list or tuple output (deep
             supervision) is read at its first, full-resolution entry.
         device: Where to run, e.g. "cuda", "cpu" or a `torch.device`.
-        amp: Run under float16 autocast on CUDA (ignored on the CPU); outputs are float32.
+        amp_dtype: Autocast dtype (torch.float16 or torch.bfloat16), or None for float32;
+            outputs are float32 either way. Dropped if the model falls back to the CPU.
     """
 
     def __init__(
-        self, model: torch.nn.Module, device: str | torch.device = "cpu", amp: bool = False
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        amp_dtype: torch.dtype | None = None,
     ):
-        self.amp = amp
+        self.amp_dtype = amp_dtype
         self._place(model.eval(), torch.device(device))
 
     def _place(self, model: torch.nn.Module, device: torch.device) -> None:
@@ -54,8 +58,8 @@ class TorchPredictor:
         if self.device.type == "cpu":
             inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
         autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.amp and self.device.type == "cuda"
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
@@ -78,6 +82,7 @@ class TorchPredictor:
                 tuple(batch.shape),
             )
             self._place(self.model, torch.device("cpu"))
+            self.amp_dtype = None  # CPU autocast is slower than float32 for 3D convolutions
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return self._run(batch)
