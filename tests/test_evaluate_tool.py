@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.metrics.folder import as_label_map, case_id_of, read_label_names
+from medseg.metrics.folder import as_label_map, case_id_of
 from medseg.preprocessing.io import Geometry, write_volume
 from tests.conftest import REPO, load_tool
 
@@ -157,15 +157,3 @@ def test_label_files_and_names():
     assert as_label_map(stored_as_float, "x").dtype == np.uint8
     with pytest.raises(ValueError, match="probability map"):
         as_label_map(np.array([[[0.0, 0.4]]], dtype=np.float32), "p.nii.gz")
-
-
-def test_label_names_in_both_directions(tmp_path):
-    medseg_style = tmp_path / "a.json"
-    medseg_style.write_text(json.dumps({"labels": {"0": "background", "1": "liver"}}))
-    nnunet_style = tmp_path / "b.json"
-    nnunet_style.write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
-    assert read_label_names(medseg_style) == read_label_names(nnunet_style) == {1: "liver"}
-    regions = tmp_path / "c.json"
-    regions.write_text(json.dumps({"labels": {"background": 0, "whole": [1, 2]}}))
-    with pytest.raises(ValueError, match="region"):
-        read_label_names(regions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from medseg.visualization import (
     load_overlay_case,
     overlay_figure,
     plane,
-    read_class_names,
     view_aspect,
 )
 from tests.conftest import REPO, load_tool
@@ -148,19 +146,6 @@ def test_non_integer_label_map_is_refused(phantom_dir, tmp_path):
     write_volume(array.astype(np.float32) * 0.5, geometry, soft)
     with pytest.raises(ValueError, match=r"soft.nii.gz: the reference label must be .*whole"):
         load_overlay_case(image, soft)
-
-
-def test_class_names_from_both_dataset_json_layouts(tmp_path):
-    medseg_json = tmp_path / "a.json"
-    medseg_json.write_text(json.dumps({"labels": {"0": "background", "1": "liver"}}))
-    nnunet_json = tmp_path / "b.json"
-    nnunet_json.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "both": [1, 2]}}))
-    assert read_class_names(medseg_json) == {0: "background", 1: "liver"}
-    assert read_class_names(nnunet_json) == {0: "background", 1: "liver"}
-    bad = tmp_path / "c.json"
-    bad.write_text(json.dumps({"name": "x"}))
-    with pytest.raises(ValueError, match=r"c\.json: expected a 'labels' mapping"):
-        read_class_names(bad)
 
 
 def test_intensity_window():

@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from medseg.engine.report import format_table, named_rows, write_results
 from medseg.metrics import summarize
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
-from medseg.metrics.folder import evaluate_folders, read_label_names
+from medseg.metrics.folder import evaluate_folders
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
+from medseg.utils.label_names import read_label_names
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.evaluate")

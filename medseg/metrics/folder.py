@@ -11,11 +11,10 @@ other cases go on; cases run in parallel in a process pool.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,31 +279,3 @@ def evaluate_folders(
         errors=errors,
         unpredicted=[] if require_predictions else unpredicted,
     )
-
-
-def read_label_names(path: str | os.PathLike) -> dict[int, str]:
-    """Class names from a JSON file: a dataset.json's `labels` or a bare mapping.
-
-    Both directions are understood: medseg/MSD style `{"1": "liver"}` and nnU-Net v2 style
-    `{"liver": 1}`. Background (0) is dropped.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"--label_names {path}: cannot read it as JSON ({err})") from None
-    labels = data.get("labels", data) if isinstance(data, Mapping) else None
-    if not isinstance(labels, Mapping) or not labels:
-        raise ValueError(f'{path}: expected a `labels` mapping such as {{"1": "liver"}}')
-    names: dict[int, str] = {}
-    for key, value in labels.items():
-        if isinstance(key, str) and key.strip().isdigit():
-            names[int(key)] = str(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            names[value] = str(key)
-        else:
-            raise ValueError(
-                f"{path}: label entry {key!r}: {value!r} is neither id → name nor name → id "
-                "(region-based nnU-Net labels are not supported)"
-            )
-    return {i: n for i, n in sorted(names.items()) if i != 0}

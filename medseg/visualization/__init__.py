@@ -4,7 +4,7 @@
 matplotlib, which is imported only when a figure is drawn.
 """
 
-from medseg.visualization.overlay import overlay_figure, read_class_names, save_figure
+from medseg.visualization.overlay import overlay_figure, save_figure
 from medseg.visualization.planes import (
     VIEWS,
     OverlayCase,
@@ -23,7 +23,6 @@ __all__ = [
     "load_overlay_case",
     "overlay_figure",
     "plane",
-    "read_class_names",
     "save_figure",
     "view_aspect",
 ]

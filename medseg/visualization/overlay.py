@@ -7,10 +7,8 @@ their physical proportions (anisotropic spacing is honoured with `imshow(aspect=
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,33 +41,6 @@ def _matplotlib() -> Any:
             "(or pip install -r requirements-notebook.txt)"
         ) from err
     return matplotlib
-
-
-def read_class_names(path: str | os.PathLike) -> dict[int, str]:
-    """Class names from a dataset.json `labels` entry, in either common layout.
-
-    Accepts medseg's `{"0": "background", "1": "liver"}` and nnU-Net v2's
-    `{"background": 0, "liver": 1}` (region lists of nnU-Net's region-based training are skipped).
-
-    Raises:
-        ValueError: when the file is not JSON or has no usable `labels` mapping.
-    """
-    path = Path(path)
-    try:
-        labels = json.loads(path.read_text()).get("labels")
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path}: cannot read class names ({err})") from err
-    if not isinstance(labels, dict) or not labels:
-        raise ValueError(f'{path}: expected a \'labels\' mapping such as {{"1": "liver"}}')
-    names: dict[int, str] = {}
-    for key, value in labels.items():
-        if isinstance(value, str) and str(key).lstrip("-").isdigit():
-            names[int(key)] = value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            names[value] = str(key)
-    if not names:
-        raise ValueError(f"{path}: 'labels' maps neither ids to names nor names to ids: {labels}")
-    return names
 
 
 def class_colour(class_id: int) -> tuple[float, float, float, float]:
