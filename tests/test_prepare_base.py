@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.download import download, file_digest
 from medseg.preprocessing.io import write_volume
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError
+from medseg.preprocessing.parallel import WorkerDiedError, run_cases
 from medseg.preprocessing.splits import kfold_cases, split_cases
 from tests._prepare_data import geometry, write_nnunet
 
@@ -156,6 +157,30 @@ def test_workers_give_the_same_result_as_one_process(tmp_path):
     assert [e["record"] for e in one["cases"].values()] == [
         e["record"] for e in two["cases"].values()
     ]
+
+
+def _mark(case: str, folder: str, seconds: float) -> str:
+    time.sleep(seconds)
+    (Path(folder) / case).touch()
+    return case
+
+
+def test_spawned_workers_run_the_cases(tmp_path):
+    """"spawn" is how workers start with the CuPy backend (CUDA does not survive a fork)."""
+    jobs = [(f"c{i}", (str(tmp_path), 0.0)) for i in range(4)]
+    results = list(run_cases(_mark, jobs, 2, "marking", start_method="spawn"))
+    assert sorted(results) == [(f"c{i}", f"c{i}", None) for i in range(4)]
+
+
+def test_stopping_early_cancels_the_queued_cases(tmp_path):
+    """Ctrl-C while preparing: the queued cases are dropped, not all run before exiting."""
+    jobs = [(f"c{i}", (str(tmp_path), 0.3)) for i in range(20)]
+    results = run_cases(_mark, jobs, 1, "marking")
+    next(results)
+    with pytest.raises(KeyboardInterrupt):
+        results.throw(KeyboardInterrupt)
+    time.sleep(1.5)
+    assert len(list(tmp_path.iterdir())) <= 4
 
 
 # ---------------------------------------------------------------- download

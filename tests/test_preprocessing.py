@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -117,6 +118,22 @@ def test_read_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="unsupported extension"):
         (tmp_path / "a.png").write_bytes(b"")
         read_volume(tmp_path / "a.png")
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".mha", ".nrrd"])
+@pytest.mark.parametrize("keep", [0.5, 0.97])
+def test_truncated_files_are_errors_not_zero_filled_volumes(tmp_path, ext, keep):
+    """SimpleITK reads a cut NIfTI without complaint (zeros where data is missing)."""
+    rng = np.random.default_rng(0)
+    geometry = Geometry((20, 30, 40), (2.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
+    whole = tmp_path / f"whole{ext}"
+    write_volume(rng.integers(-1000, 1000, (20, 30, 40)).astype(np.int16), geometry, whole)
+    cut = tmp_path / f"cut{ext}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ValueError, match=rf"cut{re.escape(ext)}: .*"):
+        read_volume(cut)
+    assert read_volume(whole)[0].shape == (20, 30, 40)
 
 
 def test_write_checks_shape_and_keeps_integer_labels(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
+from medseg.preprocessing.nifti_integrity import check_nifti_complete
 from medseg.utils.atomic import atomic_path
 
 READ_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -176,9 +177,14 @@ def _read_image(path: Path) -> sitk.Image:
             "or a DICOM series folder"
         )
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise _sitk_error(path, err) from err
+    if _extension(path) in (".nii", ".nii.gz"):
+        voxels = int(np.prod(image.GetSize(), dtype=np.int64))
+        pixel_bytes = image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
+        check_nifti_complete(path, voxels * pixel_bytes)
+    return image
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:

@@ -8,6 +8,7 @@ that is raised at once as a `WorkerDiedError` instead of waiting for results tha
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -34,11 +35,15 @@ def run_cases(
     jobs: Sequence[tuple[str, tuple]],
     num_workers: int,
     desc: str,
+    start_method: str | None = None,
 ) -> Iterator[tuple[str, Any, str | None]]:
     """Yield `(case, result, None)` or `(case, None, error message)` for each `(case, args)` job.
 
     `func(case, *args)` runs in this process when `num_workers` is 0, else in that many worker
     processes (results then arrive in completion order). `func` and its arguments must pickle.
+    `start_method` picks how workers start ("spawn" where the parent has touched CUDA, which a
+    forked child cannot use); None keeps the platform's default. If the caller stops early
+    (Ctrl-C, an error), queued cases are cancelled and only the ones running are finished.
 
     Raises:
         WorkerDiedError: when a worker process dies; finished results were already yielded.
@@ -50,20 +55,30 @@ def run_cases(
                 yield _call(func, case, args)
                 bar.update()
             return
-        with ProcessPoolExecutor(num_workers) as pool:
-            futures = {pool.submit(_call, func, case, args): case for case, args in jobs}
-            pending = set(futures.values())
-            try:
-                for future in as_completed(futures):
-                    result = future.result()
-                    pending.discard(result[0])
-                    yield result
-                    bar.update()
-            except BrokenProcessPool as err:
-                raise WorkerDiedError(
-                    f"a worker process died while {desc} (killed for memory? try fewer "
-                    f"--num_workers); {len(pending)} case(s) unfinished, e.g. "
-                    f"{sorted(pending)[:5]}; finished cases are kept, rerun to resume"
-                ) from err
+        context = multiprocessing.get_context(start_method) if start_method else None
+        pool = ProcessPoolExecutor(num_workers, mp_context=context)
+        futures = {pool.submit(_call, func, case, args): case for case, args in jobs}
+        pending = set(futures.values())
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                pending.discard(result[0])
+                yield result
+                bar.update()
+        except BrokenProcessPool as err:
+            raise WorkerDiedError(
+                f"a worker process died while {desc} (killed for memory? try fewer "
+                f"--num_workers); {len(pending)} case(s) unfinished, e.g. "
+                f"{sorted(pending)[:5]}; finished cases are kept, rerun to resume"
+            ) from err
+        except BaseException:
+            logger.warning(
+                "stopping: %d queued case(s) cancelled, the ones running finish first; rerun "
+                "to resume",
+                len(pending),
+            )
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     finally:
         bar.close()

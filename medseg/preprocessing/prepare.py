@@ -278,7 +278,10 @@ def prepare_cases(
         logger.info(
             "%d of %d case(s) already prepared with this recipe; skipped", len(entries), len(cases)
         )
-    for case, entry, error in run_cases(_prepare_one, jobs, num_workers, f"preparing {name}"):
+    # A forked worker cannot use CUDA once this process has (the backend check ran a kernel).
+    start_method = "spawn" if backend == "cupy" else None
+    desc = f"preparing {name}"
+    for case, entry, error in run_cases(_prepare_one, jobs, num_workers, desc, start_method):
         if error is None:
             entries[case] = entry
         else:

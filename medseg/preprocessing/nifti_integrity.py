@@ -1,0 +1,72 @@
+"""Detect truncated NIfTI files, which SimpleITK reads without an error.
+
+SimpleITK fills the missing voxels with zeros, so a half-downloaded scan would look valid.
+
+The voxel data of a NIfTI file ends at `vox_offset` + the image's byte size. An uncompressed
+file must be at least that long. A gzip file stores its uncompressed length (mod 2**32) in its
+last four bytes, so an intact file is confirmed without decompressing it; when that number does
+not match (a truncated file, or a rare multi-member gzip), the stream is decompressed and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+# sizeof_hdr, and where vox_offset lies and how it is stored, for NIfTI-1 and NIfTI-2 headers.
+_HEADERS = {348: (108, "f"), 540: (168, "q")}
+_CHUNK = 1 << 24
+
+
+def _vox_offset(header: bytes, path: Path) -> int:
+    for order in "<>":
+        if len(header) >= 4 and (size := struct.unpack(order + "i", header[:4])[0]) in _HEADERS:
+            at, kind = _HEADERS[size]
+            if len(header) >= at + 8:
+                return int(struct.unpack_from(order + kind, header, at)[0])
+    raise ValueError(f"{path}: not a NIfTI-1 or NIfTI-2 header")
+
+
+def _decompressed_length(path: Path, needed: int) -> int:
+    """Bytes the gzip stream of `path` holds, counting no further than `needed`."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while total < needed and (chunk := stream.read1(_CHUNK)):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        pass  # a truncated or corrupt stream: what was counted is what the file holds
+    return total
+
+
+def check_nifti_complete(path: str | Path, data_bytes: int) -> None:
+    """Raise ValueError, naming the file, if it holds fewer than its header's voxel bytes.
+
+    Args:
+        path: A .nii or .nii.gz file that SimpleITK has read.
+        data_bytes: The byte size of the image SimpleITK returned (voxels × components × bytes).
+    """
+    path = Path(path)
+    compressed = path.name.lower().endswith(".gz")
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(max(_HEADERS) + 4)
+    except (EOFError, OSError, zlib.error) as err:
+        raise ValueError(f"{path}: cannot read the NIfTI header ({err})") from None
+    needed = _vox_offset(header, path) + data_bytes
+    if compressed:
+        with open(path, "rb") as raw:
+            raw.seek(-4, 2)
+            if struct.unpack("<I", raw.read(4))[0] == needed % 2**32:
+                return
+        held = _decompressed_length(path, needed)
+    else:
+        held = path.stat().st_size
+    if held < needed:
+        raise ValueError(
+            f"{path}: truncated: the header describes {needed} bytes of header and voxels, the "
+            f"file holds {held} (an interrupted download or copy?)"
+        )
