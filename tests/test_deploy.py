@@ -15,7 +15,8 @@ import SimpleITK as sitk  # noqa: N813
 
 from medseg.inference.inputs import find_cases
 from medseg.inference.postprocess import keep_largest_component
-from medseg.preprocessing.io import Geometry, read_case, read_volume, to_sitk, write_volume
+from medseg.preprocessing.io import Geometry, read_case, read_volume, write_volume
+from tests._prepare_data import write_dicom_series
 from tests.conftest import REPO, load_tool
 
 pytest.importorskip("onnxruntime")
@@ -75,36 +76,6 @@ def flipped_and_permuted(image: np.ndarray, geometry: Geometry) -> tuple[np.ndar
     return permuted, stored.replace(
         shape=permuted.shape, spacing=spacing, direction=stored.matrix[:, [0, 2, 1]]
     )
-
-
-def write_dicom_series(
-    image: np.ndarray, geometry: Geometry, folder: Path, series: int = 2
-) -> None:
-    """One DICOM file per z slice, with the positions and orientation of `geometry`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    volume = to_sitk(image.astype(np.int16), geometry)
-    direction = volume.GetDirection()
-    orientation = "\\".join(f"{v:.10f}" for v in (*direction[0:7:3], *direction[1:8:3]))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(volume.GetDepth()):
-        piece = volume[:, :, k]
-        position = volume.TransformIndexToPhysicalPoint((0, 0, k))
-        tags = {
-            "0008|0060": "CT",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
-            "0020|000e": f"1.2.826.0.1.3680043.2.1125.1.{series}",
-            "0008|0018": f"1.2.826.0.1.3680043.2.1125.1.{series}.{k + 1}",
-            "0020|0013": str(k + 1),
-            "0020|0032": "\\".join(f"{v:.10f}" for v in position),
-            "0020|0037": orientation,
-            "0028|0030": f"{volume.GetSpacing()[1]:.10f}\\{volume.GetSpacing()[0]:.10f}",
-            "0018|0050": f"{volume.GetSpacing()[2]:.10f}",
-        }
-        for tag, value in tags.items():
-            piece.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"s{series}_{k:03d}.dcm"))
-        writer.Execute(piece)
 
 
 @pytest.mark.slow

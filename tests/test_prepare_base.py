@@ -122,6 +122,35 @@ def test_bad_cases_are_reported_skipped_and_listed(tmp_path):
     assert _prepare(raw, tmp_path / "out", val_fraction=0.5, allow_failures=True)["cases"]
 
 
+def test_a_failed_case_moves_no_other_case_between_splits_or_folds(tmp_path):
+    raw = write_nnunet(tmp_path, num_cases=12)
+    whole = _prepare(raw, tmp_path / "whole", val_fraction=0.25, folds=3)
+    (raw / "imagesTr" / "blob_005_0000.nii.gz").write_bytes(b"not a nifti")
+    part = _prepare(raw, tmp_path / "part", val_fraction=0.25, folds=3, allow_failures=True)
+    assert list(part["failed_cases"]) == ["blob_005"]
+
+    def without_the_failed(lists):
+        return {name: [c for c in ids if c != "blob_005"] for name, ids in lists.items()}
+
+    assert part["splits"] == without_the_failed(whole["splits"])
+    assert part["folds"] == [without_the_failed(fold) for fold in whole["folds"]]
+
+
+def test_changed_class_names_redo_the_cases(tmp_path):
+    """Declared ids are part of a case's hash: labels checked against 3 classes are not reused
+    for 2."""
+    raw = write_nnunet(tmp_path, num_cases=3)
+    _prepare(raw, tmp_path / "out", val_fraction=0.34)
+    meta = json.loads((raw / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "core": 1}
+    (raw / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(prep.PreparationError) as caught:
+        _prepare(raw, tmp_path / "out", val_fraction=0.34)
+    failed = caught.value.description["failed_cases"]
+    assert sorted(failed) == ["blob_000", "blob_001", "blob_002"]
+    assert all("label ids [2] are not declared" in why for why in failed.values())
+
+
 def test_label_rules_remap_and_ignore():
     label = np.array([[[0, 1, 2, 3, 4]]], np.uint8)
     rules = LabelRules({3: 1}, ignore_labels=[4])
@@ -166,7 +195,7 @@ def _mark(case: str, folder: str, seconds: float) -> str:
 
 
 def test_spawned_workers_run_the_cases(tmp_path):
-    """"spawn" is how workers start with the CuPy backend (CUDA does not survive a fork)."""
+    """ "spawn" is how workers start with the CuPy backend (CUDA does not survive a fork)."""
     jobs = [(f"c{i}", (str(tmp_path), 0.0)) for i in range(4)]
     results = list(run_cases(_mark, jobs, 2, "marking", start_method="spawn"))
     assert sorted(results) == [(f"c{i}", f"c{i}", None) for i in range(4)]
@@ -174,13 +203,13 @@ def test_spawned_workers_run_the_cases(tmp_path):
 
 def test_stopping_early_cancels_the_queued_cases(tmp_path):
     """Ctrl-C while preparing: the queued cases are dropped, not all run before exiting."""
-    jobs = [(f"c{i}", (str(tmp_path), 0.3)) for i in range(20)]
+    jobs = [(f"c{i}", (str(tmp_path), 0.2)) for i in range(40)]
     results = run_cases(_mark, jobs, 1, "marking")
     next(results)
     with pytest.raises(KeyboardInterrupt):
         results.throw(KeyboardInterrupt)
-    time.sleep(1.5)
-    assert len(list(tmp_path.iterdir())) <= 4
+    time.sleep(3)  # what was already handed to the worker finishes; the queue does not run
+    assert len(list(tmp_path.iterdir())) < 8
 
 
 # ---------------------------------------------------------------- download

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk  # noqa: N813
 
-from medseg.preprocessing.io import read_volume, write_volume
+from medseg.preprocessing.io import read_volume, to_sitk, write_volume
 from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
-from tests._prepare_data import geometry, make_case
+from tests._prepare_data import geometry, make_case, write_dicom_series
 from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,3 +90,57 @@ def test_geometry_round_trip_on_real_scans_with_label_remapping(folder_tool, tmp
     restored = invert_label(np.load(tmp_path / "prep" / entry["label"]), record)
     assert np.array_equal(restored, expected)
     assert info["label_rules"]["label_map"]["5"] == 3
+
+
+def _prepare_own(folder_tool, root: Path, *extra: str) -> tuple[int, dict]:
+    args = ["--images", str(root / "scans"), "--labels", str(root / "masks"), *_args(root)]
+    code = folder_tool.main([*args, "--no_config", "--val_fraction", "0.34", *extra])
+    return code, json.loads((root / "prep" / "dataset.json").read_text())
+
+
+def test_single_modality_names_ending_in_four_digits_are_cases(folder_tool, tmp_path):
+    """scan_0001 with a label scan_0001 is a case, not channel 1 of 'scan'."""
+    for i in range(3):
+        image, label = make_case(i)
+        write_volume(image[0], geometry(i), tmp_path / "scans" / f"scan_{i:04d}.nii.gz")
+        write_volume(label, geometry(i), tmp_path / "masks" / f"scan_{i:04d}.nii.gz")
+    code, info = _prepare_own(folder_tool, tmp_path)
+    assert code == 0 and sorted(info["cases"]) == ["scan_0000", "scan_0001", "scan_0002"]
+
+
+def test_modalities_as_channel_files_or_one_4d_file(folder_tool, tmp_path):
+    cases = {}
+    for i in range(3):
+        image, label = make_case(i, channels=2)
+        cases[f"mm_{i}"] = image
+        write_volume(label, geometry(i), tmp_path / "masks" / f"mm_{i}.nii.gz")
+        if i < 2:  # nnU-Net naming, one file per modality
+            for c in range(2):
+                write_volume(image[c], geometry(i), tmp_path / "scans" / f"mm_{i}_{c:04d}.nii.gz")
+        else:  # one 4D file, channels along the fourth axis
+            joined = sitk.JoinSeries([to_sitk(image[c], geometry(i)) for c in range(2)])
+            sitk.WriteImage(joined, str(tmp_path / "scans" / f"mm_{i}.nii.gz"))
+    code, info = _prepare_own(
+        folder_tool, tmp_path, "--modality", "CT", "T2", "--ct_window", "0", "300"
+    )
+    assert code == 0 and info["modalities"] == ["CT", "T2"]
+    for case in cases:
+        prepared = np.load(tmp_path / "prep" / info["cases"][case]["image"])
+        assert prepared.shape[0] == 2
+        assert not np.allclose(prepared[0], prepared[1])  # two different channels kept apart
+
+
+def test_dicom_series_mha_and_nrrd_scans(folder_tool, tmp_path):
+    formats = {"dcm_case": None, "mha_case": ".mha", "nrrd_case": ".nrrd"}
+    for i, (case, ext) in enumerate(formats.items()):
+        image, label = make_case(i)
+        if ext is None:
+            write_dicom_series(image[0], geometry(i), tmp_path / "scans" / case)
+        else:
+            write_volume(image[0], geometry(i), tmp_path / "scans" / f"{case}{ext}")
+        write_volume(label, geometry(i), tmp_path / "masks" / f"{case}.nii.gz")
+    code, info = _prepare_own(folder_tool, tmp_path)
+    assert code == 0 and sorted(info["cases"]) == sorted(formats)
+    for i, case in enumerate(formats):
+        record = PreprocessRecord.from_dict(info["cases"][case]["record"])
+        assert record.geometry.allclose(geometry(i), tol=1e-4)

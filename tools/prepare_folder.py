@@ -23,7 +23,6 @@ Example (writes data/liver/ and configs/liver/; then train with the printed comm
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ import prepare
 
 from medseg.preprocessing.cases import CaseFiles, RawDataset, check_labels
 from medseg.preprocessing.io import READ_EXTENSIONS
+from medseg.utils.label_names import read_label_names
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -64,10 +64,7 @@ def _volumes(folder: Path) -> dict[str, Path]:
 def read_labels_arg(names: list[str] | None, labels_json: str | None) -> dict[int, str]:
     """Class names by id from --label_names or a JSON file ({"0": "background"} or nnU-Net's)."""
     if labels_json:
-        data = json.loads(Path(labels_json).read_text())
-        if all(isinstance(v, int) for v in data.values()):  # nnU-Net: name -> id
-            data = {v: k for k, v in data.items()}
-        return check_labels({int(k): v for k, v in data.items()}, labels_json)
+        return check_labels(read_label_names(labels_json), labels_json)
     if not names:
         raise ValueError("give the class names: --label_names background ... or --labels_json")
     return check_labels(dict(enumerate(names)), "--label_names")
@@ -96,8 +93,13 @@ def find_cases(
         raise ValueError("give --labels DIR, or --label_suffix for labels beside the scans")
     channels: dict[str, dict[int, Path]] = {}
     for stem, path in scans.items():
+        # <case>_0000 is a channel of <case> (nnU-Net naming), unless a label is named after
+        # the whole stem: then it is a single-modality case whose name ends in digits.
         match = CHANNEL.match(stem)
-        case, channel = (match["case"], int(match["channel"])) if match else (stem, None)
+        if match and stem not in label_files:
+            case, channel = match["case"], int(match["channel"])
+        else:
+            case, channel = stem, None
         channels.setdefault(case, {})[channel] = path
     cases, problems = {}, {}
     for case in sorted(set(channels) | set(label_files)):

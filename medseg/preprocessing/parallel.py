@@ -77,6 +77,10 @@ def run_cases(
                 "to resume",
                 len(pending),
             )
+            # Cancelled here, not only through shutdown(): that cancels from the pool's manager
+            # thread, which finds nothing to cancel if this generator's pool is collected first.
+            for future in futures:
+                future.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()

@@ -8,13 +8,15 @@ Output, in `output_dir`:
 
 - `images/<case>.npy` float32 (C, Z, Y, X) and `labels/<case>.npy` uint8 (int16 above 255 ids);
 - `records/<case>.json`: the case's dataset.json entry and the hash of what made it (recipe,
-  label rules, source file names and sizes). A case is finished, and skipped by a rerun, when
-  this file exists with the same hash and both arrays exist;
+  label rules, declared label ids, source file names and sizes). A case is finished, and skipped
+  by a rerun, when this file exists with the same hash and both arrays exist;
 - `train_list.txt`, `val_list.txt` (and `test_list.txt` when a test fraction is asked) with lines
   `images/<case>.npy labels/<case>.npy`;
 - with `folds=K`: `folds/fold_<k>_train_list.txt` and `folds/fold_<k>_val_list.txt` for
   k = 0..K-1, the same line format, over the cases outside the test split; the K validation
-  lists are disjoint and cover those cases;
+  lists are disjoint and cover those cases. Splits and folds are drawn over every case found,
+  failed ones included, and the failed ones are then left out: fixing a bad case later puts it
+  back where it belongs without moving any other case;
 - `fingerprint.json` when something was planned (reused by a rerun over the same cases);
 - `dataset.json`: `name`, `modalities` (one per channel), `labels` ({"id": name}),
   `num_classes`, `recipe`, `label_rules`, `seed`, `val_fraction`, `test_fraction`, `splits`
@@ -262,8 +264,13 @@ def prepare_cases(
     (output_dir / "dataset.json").unlink(missing_ok=True)
     labels = check_labels(dict(labels), name)
     rules = label_rules or LabelRules()
-    key = json.dumps([FORMAT_VERSION, recipe.to_dict(), rules.to_dict(), len(modalities)])
+    key = json.dumps(
+        [FORMAT_VERSION, recipe.to_dict(), rules.to_dict(), len(modalities), sorted(labels)]
+    )
     failed = dict(problems or {})
+    # Drawn before any work, so bad fractions or fold counts stop the run at once.
+    planned = split_cases(sorted(set(cases) | set(failed)), val_fraction, test_fraction, seed)
+    planned_folds = kfold_cases(planned["train"] + planned["val"], folds, seed) if folds else []
     entries: dict[str, dict[str, Any]] = {}
     jobs = []
     for case in sorted(cases):
@@ -293,13 +300,28 @@ def prepare_cases(
         )
 
     order = sorted(entries)
-    splits = split_cases(order, val_fraction, test_fraction, seed)
+
+    def prepared(lists: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {split: [c for c in ids if c in entries] for split, ids in lists.items()}
+
+    splits = prepared(planned)
+    fold_splits = [prepared(fold) for fold in planned_folds]
+    wanted = {"train": True, "val": val_fraction > 0, "test": test_fraction > 0}
+    emptied = [s for s, ids in splits.items() if wanted[s] and not ids]
+    if emptied or any(not fold["val"] for fold in fold_splits):
+        logger.warning(
+            "the failed case(s) leave the %s split(s) empty: splitting the %d prepared case(s) "
+            "instead (once the failed ones are fixed, a rerun will split differently)",
+            "/".join(emptied) or "fold",
+            len(order),
+        )
+        splits = split_cases(order, val_fraction, test_fraction, seed)
+        fold_splits = kfold_cases(splits["train"] + splits["val"], folds, seed) if folds else []
     lists = {"train": splits["train"], "val": splits["val"]}
     if test_fraction > 0:
         lists["test"] = splits["test"]
     for split, ids in lists.items():
         _write_list(output_dir / f"{split}_list.txt", ids)
-    fold_splits = kfold_cases(splits["train"] + splits["val"], folds, seed) if folds else []
     for k, fold in enumerate(fold_splits):
         for split in ("train", "val"):
             _write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
