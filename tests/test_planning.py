@@ -76,6 +76,11 @@ def test_options_validate_with_the_key_in_the_message():
         PrepareOptions(ct_window=[300, 0])
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['spacing'\]"):
         PrepareOptions.from_dict({"spacing": [1, 1, 1]})
+    # YAML slips: a scalar where a list belongs, a string where a boolean belongs.
+    with pytest.raises(ValueError, match=r"option 'ignore_labels': got 2; accepted: a list"):
+        PrepareOptions.from_dict({"ignore_labels": 2})
+    with pytest.raises(ValueError, match=r"option 'use_gpu': got 'yes please'"):
+        PrepareOptions.from_dict({"use_gpu": "yes please"})
     assert not PrepareOptions(target_spacing=[1, 1, 1], patch_size=[16] * 3).needs_fingerprint(
         ["MR"]
     )

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.preprocessing.io import read_volume
+from medseg.preprocessing.io import read_volume, write_volume
 from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
 from tests._prepare_data import write_msd_4d, write_nnunet
 from tests.conftest import load_tool
@@ -52,6 +52,25 @@ def test_nnunet_multichannel_folder_is_prepared_with_a_plan_and_configs(nnunet, 
     assert all(n % 16 == 0 for n in info["plan"]["patch_size"])
     configs = sorted(p.name for p in (tmp_path / "cfg").iterdir())
     assert configs[0] == "dataset042_blobs.yml" and configs[1].startswith("unet3d_")
+
+
+def test_nnunet_ignore_label_becomes_the_ignore_index(nnunet, tmp_path):
+    """nnU-Net's "ignore" label (the highest id) marks unannotated voxels: 255, not a class."""
+    raw = write_nnunet(tmp_path, num_cases=3)
+    meta = json.loads((raw / "dataset.json").read_text())
+    meta["labels"]["ignore"] = 3
+    (raw / "dataset.json").write_text(json.dumps(meta))
+    label, geometry = read_volume(raw / "labelsTr" / "blob_000.nii.gz")
+    label[:, :, :3] = 3  # a strip left unannotated
+    write_volume(label, geometry, raw / "labelsTr" / "blob_000.nii.gz")
+    args = ["--raw_dir", str(raw), *_common(tmp_path), "--val_fraction", "0.34", "--no_crop"]
+    assert nnunet.main([*args, "--target_spacing", "3", "1", "1.2"]) == 0
+    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    assert info["num_classes"] == 3 and "ignore" not in info["labels"].values()
+    assert info["label_rules"]["ignore_labels"] == [3]
+    prepared = np.load(tmp_path / "prep" / info["cases"]["blob_000"]["label"])
+    assert set(np.unique(prepared)) == {0, 1, 2, 255}
+    assert "ignore_index: 255" in next((tmp_path / "cfg").glob("dataset042*.yml")).read_text()
 
 
 def test_nnunet_missing_partner_is_reported_and_the_rest_prepared(nnunet, tmp_path):

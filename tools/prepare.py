@@ -296,3 +296,18 @@ def run(
     if failed:
         logger.error("%d case(s) failed: %s", len(failed), ", ".join(sorted(failed)))
     return status
+
+
+def _scripts_overview() -> str:
+    """One line per dataset script beside this file: its name and the first line of its help."""
+    lines = []
+    for script in sorted(Path(__file__).parent.glob("prepare_*.py")):
+        text = script.read_text()
+        first = text.split('"""')[1].strip().splitlines()[0] if text.startswith('"""') else ""
+        lines.append(f"  {script.name:28} {first}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # This module is the scripts' shared base; run on its own it says which script to use.
+    print(f"{__doc__}\nThe dataset scripts (each takes --help):\n{_scripts_overview()}")

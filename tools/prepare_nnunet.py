@@ -8,6 +8,8 @@ Expected layout (https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/da
                                     "liver": 1}, "numTraining": N, "file_ending": ".nii.gz"}
   DatasetXXX_Name/imagesTr/<case>_0000.nii.gz, <case>_0001.nii.gz ... (one file per channel)
   DatasetXXX_Name/labelsTr/<case>.nii.gz
+An "ignore" label (nnU-Net's partial annotations; it must have the highest id) is set to 255,
+which the losses skip, instead of becoming a class. Region-based labels are not supported.
 
 Example:
   python tools/prepare_nnunet.py --raw_dir $nnUNet_raw/Dataset003_Liver --folds 5

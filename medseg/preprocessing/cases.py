@@ -37,6 +37,8 @@ class RawDataset:
         labels: Class names by id, consecutive from 0 (background).
         cases: Raw files by case id.
         problems: Cases that cannot be prepared (e.g. an image without its label), with why.
+        ignore_labels: Raw ids the dataset itself marks "not annotated" (nnU-Net's `ignore`
+            label); they become `IGNORE_INDEX` like the `ignore_labels` option.
     """
 
     name: str
@@ -44,6 +46,7 @@ class RawDataset:
     labels: dict[int, str]
     cases: dict[str, CaseFiles]
     problems: dict[str, str] = dataclasses.field(default_factory=dict)
+    ignore_labels: tuple[int, ...] = ()
 
 
 def check_labels(labels: Mapping[int, str], source: str) -> dict[int, str]:

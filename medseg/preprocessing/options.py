@@ -51,6 +51,15 @@ def _triple_or(value: Any, key: str, kind: type, words: tuple) -> Any:
     raise ValueError(f"option '{key}': got {value!r}; accepted: {accepted}")
 
 
+def _check_type(
+    value: Any, name: str, kind: type | tuple, expected: str, allowed: range | None = None
+) -> None:
+    """Raise a ValueError naming option `name` unless `value` is a `kind` (within `allowed`)."""
+    wrong_type = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+    if wrong_type or (allowed is not None and value not in allowed):
+        raise ValueError(f"option '{name}': got {value!r}; accepted: {expected}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PrepareOptions:
     """Preparation settings; see the module docstring for each key."""
@@ -98,7 +107,13 @@ class PrepareOptions:
             )
         if self.crop not in ("nonzero", None):
             raise ValueError(f"option 'crop': got {self.crop!r}; accepted: 'nonzero' or null")
-        LabelRules(self.label_map, self.ignore_labels)  # validates
+        _check_type(self.use_gpu, "use_gpu", bool, "true or false")
+        _check_type(self.image_order, "image_order", int, "a spline order 0-5", range(6))
+        for name in ("max_patch_voxels", "patch_divisor"):
+            _check_type(getattr(self, name), name, int, "a positive integer", range(1, 2**40))
+        _check_type(self.label_map, "label_map", dict, "a mapping {raw id: new id}")
+        _check_type(self.ignore_labels, "ignore_labels", (list, tuple), "a list of ids, e.g. [4]")
+        LabelRules(self.label_map, self.ignore_labels)  # validates the ids
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "options") -> PrepareOptions:

@@ -33,6 +33,7 @@ grids, undeclared label ids) is logged, skipped and listed in `failed_cases`; wh
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ import numpy as np
 
 from medseg.preprocessing.backend import select_backend
 from medseg.preprocessing.cases import (
+    IGNORE_INDEX,
     CaseFiles,
     LabelRules,
     RawDataset,
@@ -107,7 +109,12 @@ def read_nnunet_raw(raw_dir: str | os.PathLike, strict: bool = True) -> RawDatas
             f"{meta_path}: 'labels' must map names to integer ids (region labels are not "
             f"supported), got {meta['labels']}"
         )
-    labels = check_labels({v: k for k, v in meta["labels"].items()}, str(meta_path))
+    names = {v: k for k, v in meta["labels"].items()}
+    # nnU-Net's "ignore" label (the highest id) marks voxels that were not annotated.
+    ignore = [i for i, n in names.items() if n == "ignore"]
+    if ignore and ignore[0] != max(names):
+        raise ValueError(f"{meta_path}: the 'ignore' label must have the highest id, {names}")
+    labels = check_labels({i: n for i, n in names.items() if n != "ignore"}, str(meta_path))
     num_channels = len(meta["channel_names"])
     modalities = [meta["channel_names"][str(i)] for i in range(num_channels)]
     ending = meta.get("file_ending", ".nii.gz")
@@ -151,7 +158,8 @@ def read_nnunet_raw(raw_dir: str | os.PathLike, strict: bool = True) -> RawDatas
         logger.warning(
             "%s says numTraining=%s, found %d", meta_path, meta["numTraining"], len(cases)
         )
-    return RawDataset(meta.get("name", raw_dir.name), modalities, labels, cases, problems)
+    name = meta.get("name", raw_dir.name)
+    return RawDataset(name, modalities, labels, cases, problems, tuple(ignore))
 
 
 def _case_hash(key: str, files: CaseFiles) -> str:
@@ -439,6 +447,10 @@ def prepare_raw(
     output_dir = Path(output_dir).absolute()
     output_dir.mkdir(parents=True, exist_ok=True)
     backend = select_backend(options.use_gpu)
+    if set(raw.ignore_labels) - set(options.ignore_labels):
+        ignored = sorted({*options.ignore_labels, *raw.ignore_labels})
+        logger.info("raw label id(s) %s are ignored (set to %d)", ignored, IGNORE_INDEX)
+        options = dataclasses.replace(options, ignore_labels=ignored)
     cases, problems, extra = dict(raw.cases), dict(raw.problems), {}
     fingerprint = None
     if options.needs_fingerprint(raw.modalities):
