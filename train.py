@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     """Train; returns the exit code."""
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
-    # Under torchrun only rank 0 logs progress and writes train.log; the others report problems.
+    # Under torchrun only rank 0 logs and writes train.log; the others report errors only.
     if int(os.environ.get("RANK", "0")) == 0:
         setup_logging(save_dir / "train.log")
     else:
-        setup_logging(level=logging.WARNING)
+        setup_logging(level=logging.ERROR)  # the others' warnings would repeat rank 0's
     # torch is imported after logging is set up so its import time is not silent.
     from medseg.engine.distributed import barrier, cleanup, init_distributed
 
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
     """Build the trainer in this process's (maybe distributed) context and run it."""
+    from medseg.engine.distributed import any_rank
     from medseg.engine.runtime import (
         amp_dtype,
         default_num_workers,
@@ -154,8 +155,14 @@ def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
             dist=context,
         )
         trainer = Trainer(cfg, options)
+        failed = False
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
+        failed = True
+    # Every rank stops if one could not start, instead of the others waiting for it in DDP.
+    if any_rank(failed, context):
+        if not failed:
+            logger.error("another process could not start (its error is above); stopping")
         return 2
     if context.is_main:
         cfg.dump(save_dir / "config.yaml")

@@ -105,6 +105,38 @@ def test_two_gloo_ranks_hold_identical_weights_and_reduce_metrics_exactly(tiny_c
         assert result["summary"] == single["summary"]
 
 
+def spawn_train_main(rank: int, port: int, argv: list[str], bad_rank_argv: list[str], out: str):
+    """train.main as one of 2 ranks; rank 1 gets extra (bad) arguments; writes its exit code."""
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+    import train
+
+    code = train.main(argv + (bad_rank_argv if rank == 1 else []))
+    Path(out, f"code{rank}").write_text(str(code))
+
+
+def test_a_rank_that_cannot_start_stops_every_rank(tiny_config, tmp_path):
+    """Rank 1's config is broken: both ranks exit with 2, rank 0 does not wait in DDP set-up."""
+    argv = ["--config", str(tiny_config), "--save_dir", str(tmp_path / "run"), "--device", "cpu"]
+    args = (free_port(), argv, ["--opts", "model.depth=3"], str(tmp_path))
+    processes = mp.start_processes(
+        spawn_train_main, args=args, nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while not processes.join(timeout=1):
+            assert time.monotonic() < deadline, "the ranks hung"
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
+    assert [(tmp_path / f"code{r}").read_text() for r in (0, 1)] == ["2", "2"]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "another process could not start" in log
+
+
 def torchrun(save_dir: Path, config: Path, *extra: str, nproc: int = 2) -> str:
     """Run train.py under torchrun with `nproc` gloo processes; returns the combined output."""
     command = [

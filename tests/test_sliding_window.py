@@ -212,20 +212,30 @@ def test_torch_predictor_falls_back_to_cpu_once(caplog):
     torch = pytest.importorskip("torch")
     from medseg.inference.torch_predictor import TorchPredictor
 
+    moved = []
+
     class NeedsCpu(torch.nn.Module):
         """Parameter-free; 'runs out of memory' on any device but the CPU."""
+
+        def _apply(self, *args, **kwargs):  # every .to() / .cpu() passes here
+            moved.append(self)
+            return super()._apply(*args, **kwargs)
 
         def forward(self, x):
             if x.device.type != "cpu":
                 raise torch.cuda.OutOfMemoryError("simulated")
             return [x * 2, x[:, :, ::2]]  # deep-supervision style list: first entry is used
 
-    predictor = TorchPredictor(NeedsCpu(), device="meta")
+    model = NeedsCpu()
+    predictor = TorchPredictor(model, device="meta")
+    moved.clear()
     batch = np.ones((1, 1, 4, 4, 4), dtype=np.float32)
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
             np.testing.assert_array_equal(predictor(batch), 2 * batch)
     assert predictor.device.type == "cpu"
+    # The caller's model (during training, the one being trained) stays where it was.
+    assert predictor.model is not model and model not in moved
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "out of memory on meta" in warnings[0].getMessage()
 
@@ -235,6 +245,22 @@ def test_torch_predictor_falls_back_to_cpu_once(caplog):
 
     with pytest.raises(torch.cuda.OutOfMemoryError):  # on the CPU there is nowhere to go
         TorchPredictor(AlwaysOom(), "cpu")(batch)
+
+
+def test_cpu_predictor_runs_an_independent_copy():
+    torch = pytest.importorskip("torch")
+    from medseg.inference.torch_predictor import TorchPredictor
+
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.BatchNorm3d(2)).eval()
+    predictor = TorchPredictor(model, "cpu")
+    original, copied = model.state_dict(), predictor.model.state_dict()
+    for key in original:
+        assert torch.equal(original[key], copied[key])
+        assert original[key].data_ptr() != copied[key].data_ptr()
+    batch = np.random.default_rng(0).standard_normal((1, 1, 5, 6, 7)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(predictor(batch), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_sliding_window_module_does_not_import_torch():

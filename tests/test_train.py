@@ -197,6 +197,17 @@ def test_fp16_training_scales_the_loss_validates_and_resumes_exactly(tiny_config
     assert any(not torch.equal(before[key], weights[0][key]) for key in before)
 
 
+def test_float32_checkpoint_resumes_under_fp16(tiny_config, tmp_path):
+    """Switching --amp on mid-run: the fp32 checkpoint holds no scaler state to load."""
+    assert (
+        run_in_process(tiny_config, tmp_path / "fp32", "--iters", "2", "--save_interval", "2")[0]
+        == 0
+    )
+    resume = ("--resume_model", str(tmp_path / "fp32" / "iter_2"))
+    code, log = run_with_forced_amp(tiny_config, tmp_path / "fp16", torch.float16, *resume)
+    assert code == 0 and "resumed from" in log and (tmp_path / "fp16" / "iter_4").is_dir()
+
+
 def test_bf16_training_runs_unscaled(tiny_config, tmp_path):
     """bf16 needs no loss scaling. (Its CPU kernels are not bit-reproducible run to run, so
     exact resume is checked with fp16 above.)"""

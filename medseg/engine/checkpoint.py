@@ -25,24 +25,28 @@ STATE_FILE = "train_state.pth"
 
 
 def rng_states() -> dict[str, Any]:
-    """The Python, NumPy and torch (CPU and CUDA) random states."""
+    """The Python, NumPy and torch random states: the CPU's and this process's current GPU's.
+
+    One GPU per process (each torchrun rank saves its own), so a checkpoint resumes on a
+    machine with any number of GPUs.
+    """
     states = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    """Undo `rng_states`; CUDA states are restored only when CUDA is present."""
+    """Undo `rng_states`; the GPU state goes to the current GPU, when CUDA is present."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:

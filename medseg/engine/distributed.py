@@ -141,10 +141,16 @@ def barrier(context: DistContext) -> None:
         dist.barrier()
 
 
-def any_rank(flag: bool, context: DistContext, device: torch.device) -> bool:
-    """True on every rank when `flag` is true on at least one (e.g. a stop request)."""
+def any_rank(flag: bool, context: DistContext, device: torch.device | None = None) -> bool:
+    """True on every rank when `flag` is true on at least one (e.g. a stop request).
+
+    `device` holds the exchanged value: this rank's GPU under NCCL (the default), the CPU
+    under gloo.
+    """
     if not context.distributed:
         return flag
+    if device is None:
+        device = torch.device("cuda", context.local_rank) if context.backend == "nccl" else None
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())

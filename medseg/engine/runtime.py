@@ -64,7 +64,8 @@ def amp_dtype(requested: bool, dtype: str, device: torch.device) -> torch.dtype 
     if device.type != "cuda":
         logger.warning("--amp needs a CUDA device; running in float32 on %s", device)
         return None
-    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
+    # Emulated bf16 (pre-Ampere GPUs) runs, but slower than fp16: count only native support.
+    if dtype == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         logger.warning("this GPU has no bfloat16 support; --amp_dtype bf16 falls back to fp16")
         dtype = "fp16"
     logger.info("mixed precision: %s autocast", dtype)

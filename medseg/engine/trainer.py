@@ -100,7 +100,7 @@ class Trainer:
         self.iters = cfg.iters
         self.batch_size = cfg.batch_size
         self.global_batch = self.batch_size * self.dist.world_size
-        # The plain model: what is saved, evaluated and resumed into. `self.net` (below) is what
+        # The plain model: what is saved, evaluated and resumed into. `self.net` is what
         # the training step calls: the same parameters, maybe behind DDP and torch.compile.
         self.model = cfg.model.to(self.device)
         if options.channels_last:
@@ -135,7 +135,18 @@ class Trainer:
         self._check_classes()
         if options.resume_model:
             self._resume()
-        self.net = self._wrap()
+        self._net: torch.nn.Module | None = None
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """What the training step calls, wrapped (SyncBN, DDP, compile) on first use.
+
+        Under torchrun DDP's set-up is a collective: it waits until every rank has built its
+        trainer, which train.py checks first.
+        """
+        if self._net is None:
+            self._net = self._wrap()
+        return self._net
 
     def _wrap(self) -> torch.nn.Module:
         """The module the training step calls: SyncBN, DDP and torch.compile as requested."""
@@ -183,7 +194,8 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["lr_scheduler"])
-        self.scaler.load_state_dict(state["grad_scaler"])
+        if state["grad_scaler"]:  # empty when the checkpoint's run did not scale (fp32, bf16)
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.start_iter = int(state["iter"])
         self.start_sample = int(state["samples"])
         self.best = state["best"]

@@ -8,11 +8,28 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from typing import Any
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` on the CPU, made without allocating on the model's own device.
+
+    `copy.deepcopy` would first clone every weight where it lies, which fails on a GPU that has
+    just run out of memory; here each tensor is copied straight to the CPU and the module
+    structure is deep-copied around those copies.
+    """
+    memo: dict[int, Any] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        on_cpu = tensor.detach().to("cpu", copy=True)
+        if isinstance(tensor, torch.nn.Parameter):
+            on_cpu = torch.nn.Parameter(on_cpu, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = on_cpu
+    return copy.deepcopy(model, memo)
 
 
 class TorchPredictor:
@@ -43,13 +60,13 @@ class TorchPredictor:
 
         oneDNN runs 3D convolutions fastest on channels-last-3d weights and inputs, while the
         default layout sends one-window batches to a slow reference kernel (benchmarks/README.md).
-        The copy leaves the caller's model, e.g. the one being trained, as it was.
+        The copy leaves the caller's model, e.g. the one being trained on a GPU, as it was.
         """
         self.device = device
-        model = model.to(device)
         if device.type == "cpu":
-            model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
-        self.model = model
+            self.model = _cpu_copy(model).to(memory_format=torch.channels_last_3d)
+        else:
+            self.model = model.to(device)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # A copy into torch's own (64-byte aligned) memory: oneDNN's CPU convolutions run
