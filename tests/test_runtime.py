@@ -44,7 +44,15 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error():
 
 
 @pytest.mark.parametrize(
-    ("device", "cpus", "workers"), [("cpu", 2, 0), ("cpu", 16, 2), ("cuda", 2, 1), ("cuda", 64, 4)]
+    ("device", "cpus", "per_node", "workers"),
+    [
+        ("cpu", 2, 1, 0),
+        ("cpu", 16, 1, 2),
+        ("cuda", 2, 1, 1),
+        ("cuda", 64, 1, 4),
+        ("cuda", 16, 8, 1),  # 8 GPUs share 16 cores: 1 worker each, not 4
+        ("cpu", 16, 2, 2),
+    ],
 )
-def test_default_num_workers(device, cpus, workers):
-    assert runtime.default_num_workers(torch.device(device), cpus) == workers
+def test_default_num_workers(device, cpus, per_node, workers):
+    assert runtime.default_num_workers(torch.device(device), cpus, per_node) == workers

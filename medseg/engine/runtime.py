@@ -97,15 +97,29 @@ def maybe_compile(model: torch.nn.Module, requested: bool, device: torch.device)
     return torch.compile(model)
 
 
-def default_num_workers(device: torch.device, cpus: int | None = None) -> int:
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_num_workers(
+    device: torch.device, cpus: int | None = None, processes_per_node: int | None = None
+) -> int:
     """Data-loading processes when `--num_workers` is not given (see benchmarks/README.md).
 
     On the CPU the workers compete with the training step for the same cores, and the phantom's
     augmentation costs a few percent of a step, so loading in the main process is fastest on
     small machines; 2 workers are used from 8 cores up. On CUDA the step does not use the cores,
-    so up to 4 workers (half the cores) keep the GPU fed.
+    so up to 4 workers (half the cores) keep the GPU fed. Under torchrun the cores are shared
+    by the processes on the machine (`LOCAL_WORLD_SIZE`).
     """
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or usable_cpus()
+    if processes_per_node is None:
+        processes_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cpus = max(1, cpus // max(1, processes_per_node))
     if device.type == "cuda":
         return max(1, min(4, cpus // 2))
     return 2 if cpus >= 8 else 0
