@@ -11,6 +11,8 @@ blending (sigma = patch / 8) and windows per call through:
 
 - medseg: `sliding_window_inference` + `TorchPredictor` (what val.py and training use);
 - MONAI: `monai.inferers.sliding_window_inference(mode="gaussian")` on a torch tensor;
+- MONAI with the model in channels-last-3d memory, the layout medseg's `TorchPredictor` runs on
+  the CPU (so the comparison separates the layout from the windowing);
 - medseg + onnxruntime: `sliding_window_inference` + `OnnxPredictor` on the model exported with
   export.py's exporter (what deploy/python/infer.py uses).
 
@@ -47,7 +49,7 @@ from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/phantom/vnet_phantom_32_48_48_600.yml"
-METHODS = ("medseg", "monai", "medseg-onnxruntime")
+METHODS = ("medseg", "monai", "monai-channels-last", "medseg-onnxruntime")
 
 
 def make_volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -71,8 +73,11 @@ def _predict_fn(method: str, args: argparse.Namespace, folder: str):
     """A function volume → blended logits `(K, Z, Y, X)` numpy, for `method`."""
     model = load_model(args.model_path)
     patch = tuple(args.patch)
-    if method == "monai":
+    if method.startswith("monai"):
         from monai.inferers import sliding_window_inference as monai_window
+
+        if method == "monai-channels-last":
+            model = model.to(memory_format=torch.channels_last_3d)
 
         def predict(volume: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

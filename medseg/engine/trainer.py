@@ -305,9 +305,10 @@ class Trainer:
         with self._autocast():
             logits = self.net(images)
             loss, terms = loss_computation(logits, labels, self.losses)
-        if not torch.isfinite(loss):
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
             raise FloatingPointError(
-                f"loss became {loss.item()} (terms {terms}); lower lr_scheduler.learning_rate or "
+                f"loss became {loss_value} (terms {terms}); lower lr_scheduler.learning_rate or "
                 "check the labels and intensity normalisation"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -318,7 +319,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item(), terms
+        return loss_value, terms
 
     def validate(self) -> dict[str, Any]:
         """Score the current weights on the validation set (`evaluate`'s result, on every rank).

@@ -125,11 +125,13 @@ def loss_computation(
             "per coef or a single type shared by all"
         )
     total = outputs[0].new_zeros((), dtype=torch.float32)
-    logged: dict[str, float] = {}
+    logged: dict[str, Tensor] = {}
     for index, (output, loss, weight) in enumerate(zip(outputs, types, coef, strict=True)):
         target = _labels_at(labels, output.shape[2:], index)
         for name, value in named_terms(loss, output, target).items():
             weighted = float(weight) * value
             total = total + weighted
-            logged[name] = logged.get(name, 0.0) + float(weighted.detach())
-    return total, logged
+            logged[name] = logged.get(name, 0.0) + weighted.detach()
+    # One device-to-host copy for all terms: on a GPU each float() would wait for the device.
+    values = torch.stack([v.float() for v in logged.values()]).tolist()
+    return total, dict(zip(logged, values, strict=True))
