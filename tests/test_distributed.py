@@ -30,6 +30,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_two_ranks(worker, args: tuple, timeout: float) -> None:
+    """`worker(rank, *args)` in two spawned processes; fails if they are not done in `timeout` s."""
+    processes = mp.start_processes(worker, args=args, nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    try:
+        while not processes.join(timeout=1):
+            assert time.monotonic() < deadline, f"the two ranks did not finish in {timeout} s"
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
+
+
 def spawn_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
     """One rank: train 3 iterations with DDP, validate, save its weights and the result."""
     from medseg.engine.runtime import seed_everything
@@ -66,18 +79,7 @@ def test_two_gloo_ranks_hold_identical_weights_and_reduce_metrics_exactly(tiny_c
     from medseg.engine.evaluator import evaluate
     from medseg.inference.settings import inference_settings
 
-    args = (2, free_port(), str(tiny_config), str(tmp_path))
-    processes = mp.start_processes(
-        spawn_worker, args=args, nprocs=2, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while not processes.join(timeout=1):
-            assert time.monotonic() < deadline, "the two ranks did not finish in time"
-    finally:
-        for process in processes.processes:
-            if process.is_alive():
-                process.kill()
+    run_two_ranks(spawn_worker, (2, free_port(), str(tiny_config), str(tmp_path)), TIMEOUT)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pth", weights_only=False) for r in (0, 1))
     assert rank0["weights"].keys() == rank1["weights"].keys()
     for key, value in rank0["weights"].items():
@@ -120,18 +122,9 @@ def spawn_train_main(rank: int, port: int, argv: list[str], bad_rank_argv: list[
 def test_a_rank_that_cannot_start_stops_every_rank(tiny_config, tmp_path):
     """Rank 1's config is broken: both ranks exit with 2, rank 0 does not wait in DDP set-up."""
     argv = ["--config", str(tiny_config), "--save_dir", str(tmp_path / "run"), "--device", "cpu"]
-    args = (free_port(), argv, ["--opts", "model.depth=3"], str(tmp_path))
-    processes = mp.start_processes(
-        spawn_train_main, args=args, nprocs=2, join=False, start_method="spawn"
+    run_two_ranks(
+        spawn_train_main, (free_port(), argv, ["--opts", "model.depth=3"], str(tmp_path)), 60
     )
-    deadline = time.monotonic() + 60
-    try:
-        while not processes.join(timeout=1):
-            assert time.monotonic() < deadline, "the ranks hung"
-    finally:
-        for process in processes.processes:
-            if process.is_alive():
-                process.kill()
     assert [(tmp_path / f"code{r}").read_text() for r in (0, 1)] == ["2", "2"]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "another process could not start" in log

@@ -261,6 +261,10 @@ def test_cpu_predictor_runs_an_independent_copy():
     with torch.no_grad():
         expected = model(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(predictor(batch), expected, rtol=1e-5, atol=1e-6)
+    # Under bfloat16 autocast (what --amp_dtype bf16 asks for): float32 out, bf16-close values.
+    low = TorchPredictor(model, "cpu", torch.bfloat16)(batch)
+    assert low.dtype == np.float32 and not np.array_equal(low, expected)
+    np.testing.assert_allclose(low, expected, rtol=0.05, atol=0.05)
 
 
 def test_sliding_window_module_does_not_import_torch():
