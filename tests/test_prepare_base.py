@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import io
 import json
@@ -149,6 +150,23 @@ def test_changed_class_names_redo_the_cases(tmp_path):
     failed = caught.value.description["failed_cases"]
     assert sorted(failed) == ["blob_000", "blob_001", "blob_002"]
     assert all("label ids [2] are not declared" in why for why in failed.values())
+
+
+def test_geometry_tolerance_is_an_option(tmp_path):
+    """A label 0.01 mm off its scan's origin fails at the default 1e-3 mm, passes when relaxed."""
+    raw = write_nnunet(tmp_path, num_cases=3)
+    label, near = np.zeros(geometry(1).shape, np.uint8), geometry(1)
+    near = near.replace(origin=(near.origin[0] + 0.01, *near.origin[1:]))
+    write_volume(label, near, raw / "labelsTr" / "blob_001.nii.gz")
+    strict = _prepare(raw, tmp_path / "strict", val_fraction=0.34, allow_failures=True)
+    assert "origin differs" in strict["failed_cases"]["blob_001"]
+    relaxed = dataclasses.replace(OPTIONS, geometry_tolerance=0.05)
+    info = prep.prepare_raw(
+        prep.read_nnunet_raw(raw), tmp_path / "relaxed", relaxed, val_fraction=0.34
+    )
+    assert not info["failed_cases"] and "blob_001" in info["cases"]
+    with pytest.raises(ValueError, match="option 'geometry_tolerance': got -1"):
+        dataclasses.replace(OPTIONS, geometry_tolerance=-1)
 
 
 def test_label_rules_remap_and_ignore():

@@ -136,6 +136,9 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
     pre.add_argument("--ignore_labels", nargs="+", metavar="ID", help="raw ids set to 255")
     pre.add_argument("--max_patch_voxels", type=int, help="memory budget of the planned patch")
     pre.add_argument("--use_gpu", action="store_true", help="resample with CuPy when possible")
+    pre.add_argument(
+        "--geometry_tolerance", type=float, help="mm a label may be off its scan's grid (1e-3)"
+    )
     pre.add_argument("--options", help="YAML file with preprocessing options")
     pre.add_argument("--globals", default=str(GLOBALS), help="defaults file (%(default)s)")
     run_group = parser.add_argument_group("run")
@@ -175,7 +178,7 @@ def options_from_args(
                 raise ValueError(f"--{flag}: {err}") from None
     if args.no_crop:
         values["crop"] = None
-    for flag in ("image_order", "max_patch_voxels"):
+    for flag in ("image_order", "max_patch_voxels", "geometry_tolerance"):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     if args.use_gpu:

@@ -14,6 +14,8 @@ with `--options`:
 - `max_patch_voxels`: memory budget of the planned patch (voxels); `patch_divisor`: 16.
 - `label_map`: `{raw id: new id}`; `ignore_labels`: raw ids set to 255 (skipped by the losses).
 - `use_gpu`: resample with CuPy when a GPU is usable.
+- `geometry_tolerance`: how far (mm, and direction cosines) a case's label and channels may
+  differ in spacing, origin and direction and still count as one grid (default 1e-3).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from medseg.preprocessing.cases import LabelRules
+from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.planning import (
     DEFAULT_DIVISOR,
     DEFAULT_MAX_VOXELS,
@@ -77,6 +80,7 @@ class PrepareOptions:
     label_map: dict = dataclasses.field(default_factory=dict)
     ignore_labels: tuple = ()
     use_gpu: bool = False
+    geometry_tolerance: float = GEOMETRY_TOLERANCE
 
     def __post_init__(self) -> None:
         check = object.__setattr__
@@ -108,6 +112,11 @@ class PrepareOptions:
         if self.crop not in ("nonzero", None):
             raise ValueError(f"option 'crop': got {self.crop!r}; accepted: 'nonzero' or null")
         _check_type(self.use_gpu, "use_gpu", bool, "true or false")
+        tolerance = self.geometry_tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
+            raise ValueError(
+                f"option 'geometry_tolerance': got {tolerance!r}; accepted: a positive number (mm)"
+            )
         _check_type(self.image_order, "image_order", int, "a spline order 0-5", range(6))
         for name in ("max_patch_voxels", "patch_divisor"):
             _check_type(getattr(self, name), name, int, "a positive integer", range(1, 2**40))

@@ -385,7 +385,8 @@ def fingerprint_cases(
     files and the fingerprint-relevant options (orientation, crop, label rules) stay the same.
     """
     base = options.base_recipe()
-    key = json.dumps([FORMAT_VERSION, base.orientation, base.crop, options.label_rules.to_dict()])
+    rules = options.label_rules.to_dict()
+    key = json.dumps([FORMAT_VERSION, base.orientation, base.crop, rules, tol])
     hashes = {c: _case_hash(key, f) for c, f in sorted(raw.cases.items())}
     cache_path = output_dir / "fingerprint.json"
     try:
@@ -454,7 +455,9 @@ def prepare_raw(
     cases, problems, extra = dict(raw.cases), dict(raw.problems), {}
     fingerprint = None
     if options.needs_fingerprint(raw.modalities):
-        fingerprint, failed = fingerprint_cases(raw, options, output_dir, num_workers)
+        fingerprint, failed = fingerprint_cases(
+            raw, options, output_dir, num_workers, options.geometry_tolerance
+        )
         problems.update(failed)
         cases = {c: f for c, f in cases.items() if c not in failed}
         extra["fingerprint"] = fingerprint
@@ -477,6 +480,7 @@ def prepare_raw(
         test_fraction,
         seed,
         num_workers,
+        options.geometry_tolerance,
         folds=folds,
         label_rules=options.label_rules,
         backend=backend,
