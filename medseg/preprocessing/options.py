@@ -21,7 +21,7 @@ with `--options`:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from medseg.preprocessing.cases import LabelRules
@@ -54,12 +54,24 @@ def _triple_or(value: Any, key: str, kind: type, words: tuple) -> Any:
     raise ValueError(f"option '{key}': got {value!r}; accepted: {accepted}")
 
 
+def _positive(value: float) -> bool:
+    return value > 0
+
+
 def _check_type(
-    value: Any, name: str, kind: type | tuple, expected: str, allowed: range | None = None
+    value: Any,
+    name: str,
+    kind: type | tuple[type, ...],
+    expected: str,
+    valid: Callable[[Any], bool] = lambda _: True,
 ) -> None:
-    """Raise a ValueError naming option `name` unless `value` is a `kind` (within `allowed`)."""
-    wrong_type = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-    if wrong_type or (allowed is not None and value not in allowed):
+    """Raise a ValueError naming option `name` unless `value` is a `kind` and `valid`.
+
+    YAML's `true` is not accepted where a number is expected (bool is an int in Python).
+    """
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    bool_slip = isinstance(value, bool) and bool not in kinds
+    if not isinstance(value, kinds) or bool_slip or not valid(value):
         raise ValueError(f"option '{name}': got {value!r}; accepted: {expected}")
 
 
@@ -112,14 +124,14 @@ class PrepareOptions:
         if self.crop not in ("nonzero", None):
             raise ValueError(f"option 'crop': got {self.crop!r}; accepted: 'nonzero' or null")
         _check_type(self.use_gpu, "use_gpu", bool, "true or false")
-        tolerance = self.geometry_tolerance
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
-            raise ValueError(
-                f"option 'geometry_tolerance': got {tolerance!r}; accepted: a positive number (mm)"
-            )
-        _check_type(self.image_order, "image_order", int, "a spline order 0-5", range(6))
+        _check_type(
+            self.geometry_tolerance, "geometry_tolerance", (int, float), "mm > 0", _positive
+        )
+        _check_type(
+            self.image_order, "image_order", int, "a spline order 0-5", lambda v: 0 <= v <= 5
+        )
         for name in ("max_patch_voxels", "patch_divisor"):
-            _check_type(getattr(self, name), name, int, "a positive integer", range(1, 2**40))
+            _check_type(getattr(self, name), name, int, "a positive integer", _positive)
         _check_type(self.label_map, "label_map", dict, "a mapping {raw id: new id}")
         _check_type(self.ignore_labels, "ignore_labels", (list, tuple), "a list of ids, e.g. [4]")
         LabelRules(self.label_map, self.ignore_labels)  # validates the ids
