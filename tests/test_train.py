@@ -66,6 +66,7 @@ def test_short_run_writes_everything(trained_run):
         "samples/s",
         "ETA",
         "[EVAL] iter 20: mean foreground Dice",
+        "[TRAIN] iter 1/20 ",  # the first step is logged at once, whatever --log_iters says
     ):
         assert field in log, field
     assert not list(trained_run.glob(".*tmp*")), "no temporary files left behind"
@@ -147,6 +148,14 @@ def run_in_process(config, save_dir, *extra):
 def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_config, tmp_path):
     code, log = run_in_process(tiny_config, tmp_path / "r", "--resume_model", str(tmp_path))
     assert code == 2 and "is not a medseg checkpoint folder" in log
+
+
+def test_resuming_at_the_last_iteration_says_nothing_is_left(trained_run, tiny_config, tmp_path):
+    code, log = run_in_process(
+        tiny_config, tmp_path / "r", "--resume_model", str(trained_run / "iter_20"), "--iters", "20"
+    )
+    assert code == 2 and "is at iter 20, the run ends at iter 20: nothing left to train" in log
+    assert not (tmp_path / "r" / "iter_20").exists()
 
 
 def test_bad_config_key_is_reported_not_a_traceback(tiny_config, tmp_path):

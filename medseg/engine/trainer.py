@@ -13,7 +13,6 @@ import collections
 import contextlib
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from medseg.cvlibs import Config
 from medseg.datasets import InfiniteSampler
@@ -45,12 +46,12 @@ from medseg.engine.distributed import (
 from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
+from medseg.engine.stop_signals import stop_signals
 from medseg.inference.settings import inference_settings
 from medseg.models.losses.computation import loss_computation
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DATA_WARN_EVERY = 10  # log windows between two repeats of the slow-data-loading warning
 
 
@@ -135,6 +136,12 @@ class Trainer:
         self._check_classes()
         if options.resume_model:
             self._resume()
+            if self.start_iter >= self.iters:
+                raise ValueError(
+                    f"--resume_model {options.resume_model} is at iter {self.start_iter}, the run "
+                    f"ends at iter {self.iters}: nothing left to train (pass --iters above "
+                    f"{self.start_iter} to train on)"
+                )
         self._net: torch.nn.Module | None = None
 
     @property
@@ -385,31 +392,33 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Run the loop; returns `{"best": {...}, "iters": N}`.
 
-        Ctrl-C or SIGTERM finishes the current iteration, saves `iter_N/` and exits with 130; a
-        second Ctrl-C stops at once.
+        Ctrl-C or SIGTERM is logged when it arrives, finishes the current iteration, saves
+        `iter_N/` and exits with 130; a second Ctrl-C stops at once. Iteration 1 is always logged
+        and a progress bar with ETA runs on rank 0.
         """
         self.net.train()
         main = self.dist.is_main
         writer = ScalarWriter(
             self.opt.save_dir, self.opt.use_vdl and main, self.opt.use_tensorboard and main
         )
-        self._stop_signal: str | None = None
-        handlers = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
+        bar = tqdm(
+            total=self.iters,
+            initial=self.start_iter,
+            desc="train",
+            unit="it",
+            disable=not main,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
         try:
-            iteration = self._loop(writer)
+            with stop_signals() as self._stop, logging_redirect_tqdm():
+                iteration = self._loop(writer, bar)
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+            bar.close()
             writer.close()
         return {"best": self.best, "iters": iteration}
 
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self._stop_signal = signal.Signals(signum).name
-        logger.warning("%s: finishing this iteration, then saving a checkpoint", self._stop_signal)
-
-    def _loop(self, writer: ScalarWriter) -> int:
+    def _loop(self, writer: ScalarWriter, bar: tqdm) -> int:
         loader = iter(self._loader())
         window: dict[str, list[float]] = collections.defaultdict(list)
         data_time = batch_time = 0.0
@@ -429,7 +438,10 @@ class Trainer:
             window["loss"].append(loss)
             for name, value in terms.items():
                 window[name].append(value)
-            if iteration % self.opt.log_iters == 0 or iteration == self.iters:
+            bar.update()
+            # The first iteration is logged too: on a CPU one step may take a minute.
+            first = iteration == self.start_iter + 1
+            if first or iteration % self.opt.log_iters == 0 or iteration == self.iters:
                 self._log(iteration, window, data_time, batch_time, writer)
                 window.clear()
                 data_time = batch_time = 0.0
@@ -438,13 +450,13 @@ class Trainer:
             ):
                 self._evaluate(iteration, writer)
             # All ranks must stop at the same iteration (the checkpoint is collective).
-            stop = any_rank(self._stop_signal is not None, self.dist, self.device)
-            if stop and self._stop_signal is None:
-                self._stop_signal = "stop request of another rank"
+            stop = any_rank(bool(self._stop), self.dist, self.device)
+            if stop and not self._stop:
+                self._stop.signal = "stop request of another rank"
             if iteration % self.opt.save_interval == 0 or iteration == self.iters or stop:
                 self._save(iteration)
             if stop:
-                logger.warning("stopped by %s after iter %d", self._stop_signal, iteration)
+                logger.warning("stopped by %s after iter %d", self._stop.signal, iteration)
                 barrier(self.dist)  # rank 0 has written the checkpoint; leave together
                 raise SystemExit(130)
             tic = time.perf_counter()
