@@ -28,6 +28,7 @@ from medseg import __version__
 from medseg.cvlibs import Config, ConfigError
 from medseg.inference.deploy_config import DeployConfig, postprocess_ids
 from medseg.utils.atomic import atomic_path
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.export")
@@ -48,7 +49,9 @@ class ExportError(RuntimeError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the names follow MedicalSeg's export.py."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML config file of the trained model")
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/export", help="where the files are written")

@@ -6,6 +6,8 @@
 # config's (a quick smoke run). Uses a GPU when torch sees one.
 # Environment: the active virtualenv, else .venv/ (created and filled from requirements.txt).
 set -euo pipefail
+# Banners and logs on one stream, so `bash run-vnet.sh > run.log` keeps everything in order.
+exec 2>&1
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$REPO"
@@ -104,4 +106,9 @@ echo "  ONNX model + deploy.yaml    $OUT/export/"
 echo "  predictions (onnxruntime)   $OUT/infer/"
 echo "  metrics of those            $OUT/infer_eval/"
 echo "  picture                     $OUT/overlay_$CASE.png"
-echo "  explore in 3D               jupyter notebook visualize.ipynb"
+if "$PY" -c "import itkwidgets, notebook" 2>/dev/null; then
+  echo "  explore in 3D               jupyter notebook visualize.ipynb"
+else
+  echo "  explore in 3D               $PY -m pip install -r requirements-notebook.txt (once, ~1.2 GB),"
+  echo "                              then jupyter notebook visualize.ipynb"
+fi

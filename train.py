@@ -15,6 +15,7 @@ from typing import Any
 
 from medseg.cvlibs import Config, ConfigError
 from medseg.engine.cli import add_amp_arguments
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.train")
@@ -22,9 +23,7 @@ logger = logging.getLogger("medseg.train")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the names follow MedicalSeg's train.py."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--save_dir", default="output", help="where checkpoints and logs go")
     parser.add_argument("--iters", type=int, help="override the config's iters")

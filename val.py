@@ -19,6 +19,7 @@ from medseg.cvlibs import Config, ConfigError
 from medseg.engine.cli import add_amp_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.val")
@@ -28,7 +29,7 @@ SPACES = ("auto", "original", "preprocessed")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the names follow MedicalSeg's val.py."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/val", help="where results are written")

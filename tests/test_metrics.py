@@ -327,12 +327,12 @@ def test_summarize_with_nan_and_inf():
         summarize(rows, {1: "liver", 2: "spleen"})
 
 
-# ---------------------------------------------------------------- optional MONAI cross-check
+# ---------------------------------------------------------------- MONAI cross-check
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI deprecation notices
 def test_same_values_as_monai():
-    """Same definitions as MONAI (checked when installed; CI has no MONAI).
+    """Same definitions as MONAI (requirements-dev.txt installs it, so CI always checks).
 
     Matched: `monai.metrics.compute_hausdorff_distance(y_pred, y, include_background=True,
     percentile=95)` (and `percentile=None` for HD), `compute_average_surface_distance(...,
@@ -340,8 +340,9 @@ def test_same_values_as_monai():
     use_subvoxels=False)` for NSD, all with `spacing=(z, y, x)`, default euclidean distance,
     inputs shaped (1, 1, Z, Y, X). MONAI works in float32, hence the 1e-6 relative tolerance.
     """
-    monai_metrics = pytest.importorskip("monai.metrics")
-    torch = pytest.importorskip("torch")
+    import monai.metrics as monai_metrics
+    import torch
+
     spacing = (2.5, 0.8, 0.8)
     rng = np.random.default_rng(0)
     shape = (22, 58, 54)

@@ -144,3 +144,34 @@ def test_dicom_series_mha_and_nrrd_scans(folder_tool, tmp_path):
     for i, case in enumerate(formats):
         record = PreprocessRecord.from_dict(info["cases"][case]["record"])
         assert record.geometry.allclose(geometry(i), tol=1e-4)
+
+
+def _touch(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).touch()
+    return folder
+
+
+def test_image_suffix_pairs_case_image_with_case_label(folder_tool, tmp_path):
+    data = _touch(tmp_path, "a_image.nii.gz", "a_label.nii.gz", "b_image.nrrd", "b_label.nrrd")
+    raw = folder_tool.find_cases(data, None, "_label", ["MR"], {0: "bg", 1: "x"}, "d", "_image")
+    assert sorted(raw.cases) == ["a", "b"] and not raw.problems
+    assert raw.cases["b"].images[0].name == "b_image.nrrd"
+    assert raw.cases["b"].label.name == "b_label.nrrd"
+
+
+def test_unpairable_names_get_a_hint_naming_both_flags(folder_tool, tmp_path):
+    data = _touch(tmp_path / "d", "a_image.nii.gz", "b_image.nii.gz")
+    masks = _touch(tmp_path / "m", "a_label.nii.gz", "b_label.nii.gz")
+    with pytest.raises(ValueError, match="pass --image_suffix _image --label_suffix _label"):
+        folder_tool.find_cases(data, masks, None, ["CT"], {0: "bg", 1: "x"}, "d")
+
+
+def test_help_lists_only_flags_that_apply_with_their_defaults(folder_tool, capsys):
+    with pytest.raises(SystemExit):
+        folder_tool.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--raw_dir" not in text and "--download_dir" not in text
+    assert "--image_suffix" in text and "--val_fraction" in text
+    assert "(default: 0.2)" in text and "(default: CT)" in text

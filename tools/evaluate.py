@@ -27,6 +27,7 @@ from medseg.metrics import summarize
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.metrics.folder import evaluate_folders
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.label_names import read_label_names
 from medseg.utils.logging import setup_logging
 
@@ -35,9 +36,7 @@ logger = logging.getLogger("medseg.evaluate")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--pred_dir", required=True, help="folder of predicted label maps")
     parser.add_argument("--gt_dir", required=True, help="folder of reference label maps")
     parser.add_argument("--save_dir", required=True, help="where results are written")

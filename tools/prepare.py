@@ -47,6 +47,7 @@ from medseg.preprocessing.download import download
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.parallel import WorkerDiedError
 from medseg.preprocessing.prepare import PreparationError, prepare_raw
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("prepare")
@@ -107,23 +108,39 @@ _OPTION_FLAGS = {
 }
 
 
-def make_parser(doc: str) -> argparse.ArgumentParser:
-    """A parser with the common flags; the script's docstring is its description and epilog."""
+def make_parser(doc: str, raw_dir: bool = True, downloads: bool = True) -> argparse.ArgumentParser:
+    """A parser with the common flags; the script's docstring is its description and epilog.
+
+    `raw_dir=False` (the script names its input folders itself) drops `--raw_dir`,
+    `downloads=False` (nothing to download) drops `--download_dir`, so `--help` lists only
+    flags that apply.
+    """
     summary, _, details = doc.strip().partition("\n\n")
     parser = argparse.ArgumentParser(
         description=summary,
         epilog=details,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--raw_dir", help="use the raw files already in this folder (no network)")
-    data.add_argument("--download_dir", help="where downloads are kept (default data/downloads)")
+    if raw_dir:
+        data.add_argument("--raw_dir", help="use the raw files already in this folder (no network)")
+    if downloads:
+        data.add_argument(
+            "--download_dir", help="where downloads are kept (default data/downloads)"
+        )
+    parser.set_defaults(
+        **{k: None for k, on in (("raw_dir", raw_dir), ("download_dir", downloads)) if not on}
+    )
     data.add_argument("--output_dir", help="prepared dataset folder (default data/<name>)")
     data.add_argument("--name", help="dataset name used for folders and configs")
     split = parser.add_argument_group("split")
-    split.add_argument("--val_fraction", type=float, default=0.2, help="default 0.2")
-    split.add_argument("--test_fraction", type=float, default=0.0, help="default 0")
-    split.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    split.add_argument(
+        "--val_fraction", type=float, default=0.2, help="share of the cases for validation"
+    )
+    split.add_argument(
+        "--test_fraction", type=float, default=0.0, help="share of the cases held out for testing"
+    )
+    split.add_argument("--seed", type=int, default=0, help="split seed")
     split.add_argument("--folds", type=int, default=0, help="also write K cross-validation folds")
     pre = parser.add_argument_group("preprocessing (see medseg/preprocessing/options.py)")
     pre.add_argument("--target_spacing", nargs="+", metavar="Z Y X|auto|none")
@@ -140,7 +157,7 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
         "--geometry_tolerance", type=float, help="mm a label may be off its scan's grid (1e-3)"
     )
     pre.add_argument("--options", help="YAML file with preprocessing options")
-    pre.add_argument("--globals", default=str(GLOBALS), help="defaults file (%(default)s)")
+    pre.add_argument("--globals", default=str(GLOBALS), help="defaults file")
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--num_workers", type=int, default=DEFAULT_WORKERS, help="processes")
     run_group.add_argument("--allow_failures", action="store_true", help="exit 0 despite bad cases")

@@ -12,13 +12,16 @@ is reported and skipped):
   python tools/prepare_folder.py --images scans --labels masks ...
   python tools/prepare_folder.py --images data --label_suffix _seg ...
 
+  Scans named with a suffix too (data/liver_001_image.nii.gz beside data/liver_001_label.nii.gz):
+  python tools/prepare_folder.py --images data --image_suffix _image --label_suffix _label ...
+
 Several modalities: one file per modality named <case>_0000, <case>_0001, ... (nnU-Net naming) in
 the images folder, in the order of --modality, or one 4D file per case.
 
 Example (writes data/liver/ and configs/liver/; then train with the printed command):
   python tools/prepare_folder.py --images scans --labels masks --name liver --modality CT
       --label_names background liver tumour
-  python train.py --config configs/liver/vnet_liver_<patch>_15000.yml --do_eval
+  python train.py --config configs/liver/vnet_liver_<plan>.yml --save_dir output/liver --do_eval
 """
 
 from __future__ import annotations
@@ -70,6 +73,23 @@ def read_labels_arg(names: list[str] | None, labels_json: str | None) -> dict[in
     return check_labels(dict(enumerate(names)), "--label_names")
 
 
+def _naming_hint(scans: list[str], labels: list[str]) -> str:
+    """Suggest --image_suffix / --label_suffix when scan and label names end differently."""
+    scan_ends = {s.rpartition("_")[2] for s in scans if "_" in s}
+    label_ends = {s.rpartition("_")[2] for s in labels if "_" in s}
+    if len(scan_ends) == 1 and len(label_ends) == 1 and scan_ends != label_ends:
+        image_suffix, label_suffix = f"_{scan_ends.pop()}", f"_{label_ends.pop()}"
+        return (
+            f"; the scans end in '{image_suffix}' and the labels in '{label_suffix}': pass "
+            f"--image_suffix {image_suffix} --label_suffix {label_suffix}"
+        )
+    return "; name each scan and label map after its case (or see --image_suffix, --label_suffix)"
+
+
+def _strip(files: dict[str, Path], suffix: str) -> dict[str, Path]:
+    return {s[: -len(suffix)]: p for s, p in files.items() if s.endswith(suffix)}
+
+
 def find_cases(
     images: Path,
     labels: Path | None,
@@ -77,6 +97,7 @@ def find_cases(
     modalities: list[str],
     class_names: dict[int, str],
     name: str,
+    image_suffix: str | None = None,
 ) -> RawDataset:
     """Pair scans and label maps by case id (see the module docstring)."""
     if not images.is_dir():
@@ -85,12 +106,12 @@ def find_cases(
     if labels is not None:
         label_files = {s.removesuffix(label_suffix or ""): p for s, p in _volumes(labels).items()}
     elif label_suffix:
-        label_files = {
-            s[: -len(label_suffix)]: p for s, p in scans.items() if s.endswith(label_suffix)
-        }
+        label_files = _strip(scans, label_suffix)
         scans = {s: p for s, p in scans.items() if not s.endswith(label_suffix)}
     else:
         raise ValueError("give --labels DIR, or --label_suffix for labels beside the scans")
+    if image_suffix:
+        scans = _strip(scans, image_suffix)
     channels: dict[str, dict[int, Path]] = {}
     for stem, path in scans.items():
         # <case>_0000 is a channel of <case> (nnU-Net naming), unless a label is named after
@@ -119,16 +140,23 @@ def find_cases(
             problems[case] = f"expected one file per modality {modalities}, found {found}"
     if not cases and not problems:
         raise ValueError(f"no scans found in {images} (readable: {', '.join(READ_EXTENSIONS)})")
+    if not cases and not set(channels) & set(label_files):
+        raise ValueError(
+            f"no scan in {images} has a label map of the same case id (scans: "
+            f"{', '.join(sorted(scans)[:3])}; labels: {', '.join(sorted(label_files)[:3])})"
+            + _naming_hint(sorted(scans), sorted(label_files))
+        )
     return RawDataset(name, list(modalities), class_names, cases, problems)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
+    parser = prepare.make_parser(__doc__, raw_dir=False, downloads=False)
     own = parser.add_argument_group("your data")
     own.add_argument("--images", required=True, help="folder of scans")
     own.add_argument("--labels", help="folder of label maps (default: beside the scans)")
     own.add_argument("--label_suffix", help="label file = <case><suffix>, e.g. _seg")
+    own.add_argument("--image_suffix", help="scan file = <case><suffix>, e.g. _image")
     own.add_argument("--label_names", nargs="+", help="class names by id, background first")
     own.add_argument("--labels_json", help='JSON {"0": "background", "1": "liver", ...}')
     own.add_argument("--modality", nargs="+", default=["CT"], help="CT, MR, ... one per channel")
@@ -139,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     def find(_raw_dir: Path) -> RawDataset:
         class_names = read_labels_arg(args.label_names, args.labels_json)
         labels = Path(args.labels) if args.labels else None
-        return find_cases(images, labels, args.label_suffix, args.modality, class_names, name)
+        return find_cases(
+            images, labels, args.label_suffix, args.modality, class_names, name, args.image_suffix
+        )
 
     args.raw_dir = args.raw_dir or str(images)
     return prepare.run(args, name, find)

@@ -78,7 +78,7 @@ def find_cases(raw_dir: Path, labels: dict[int, str]) -> RawDataset:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
+    parser = prepare.make_parser(__doc__, downloads=False)
     own = parser.add_argument_group("MRSpineSeg")
     own.add_argument("--three_classes", action="store_true", help="vertebrae / discs only")
     args = parser.parse_args(argv)

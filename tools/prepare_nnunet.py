@@ -29,7 +29,7 @@ from medseg.preprocessing.prepare import read_nnunet_raw
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
+    parser = prepare.make_parser(__doc__, downloads=False)
     args = parser.parse_args(argv)
     if not args.raw_dir:
         parser.error("--raw_dir DatasetXXX_Name is required (nnU-Net raw data is not downloaded)")

@@ -35,6 +35,7 @@ from medseg.preprocessing.io import Geometry, write_volume
 from medseg.preprocessing.prepare import prepare_dataset
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("prepare_phantom")
@@ -205,10 +206,12 @@ def _is_complete(output_dir: Path, stamp: dict) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num_cases", type=int, default=20, help="number of cases (default 20)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument("--num_cases", type=int, default=20, help="number of cases")
     parser.add_argument("--seed", type=int, default=0, help="random seed of phantoms and split")
-    parser.add_argument("--output_dir", default="data/phantom", help="default data/phantom")
+    parser.add_argument("--output_dir", default="data/phantom", help="prepared dataset folder")
     parser.add_argument(
         "--size",
         type=int,

@@ -65,7 +65,7 @@ def find_cases(raw_dir: Path) -> RawDataset:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
+    parser = prepare.make_parser(__doc__, downloads=False)
     args = parser.parse_args(argv)
     if not args.raw_dir:
         parser.error("--raw_dir is required: PROMISE12 needs a grand-challenge login (see --help)")

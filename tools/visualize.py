@@ -30,6 +30,7 @@ matplotlib.use("Agg")  # headless: never open a window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.label_names import read_label_names
 from medseg.visualization import load_overlay_case, overlay_figure, save_figure
 
@@ -38,9 +39,7 @@ logger = logging.getLogger("medseg.visualize")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--image", required=True, help="scan (NIfTI, MHA, NRRD)")
     parser.add_argument("--label", help="reference label map on the image's grid")
     parser.add_argument("--pred", help="predicted label map on the image's grid")

@@ -43,6 +43,7 @@ from medseg.preprocessing.pipeline import (
     probabilities_to_original_labels,
 )
 from medseg.utils.atomic import atomic_path
+from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
 
@@ -71,7 +72,9 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the first four follow MedicalSeg's deploy/python/infer.py."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--config", required=True, help="deploy.yaml written by export.py")
     parser.add_argument(
         "--image_path", required=True, help="a scan, a folder of scans or a .txt list of scans"
