@@ -238,7 +238,7 @@ def test_luna16_remaps_mask_ids_keeps_chosen_subsets_and_writes_configs_that_bui
     args = [
         "--raw_dir", str(raw), "--output_dir", str(tmp_path / "prep"), "--num_workers", "0",
         "--config_dir", str(tmp_path / "cfg"), "--subsets", "0", "1", "--val_fraction", "0.34",
-        "--patch_size", "16", "16", "16", "--target_spacing", "2.5", "1", "1",
+        "--patch_size", "16", "16", "16", "--target_spacing", "2.5", "1", "1", "--iters", "20",
     ]  # fmt: skip
     assert tools["luna16"].main(args) == 0
     info = _info(tmp_path)

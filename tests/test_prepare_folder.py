@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -41,17 +42,28 @@ def _args(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_prepared_folder_trains_with_the_generated_config(folder_tool, tmp_path):
+def test_prepared_folder_is_timed_sized_and_trains_with_the_generated_config(folder_tool, tmp_path):
     import train
 
     images, labels = _write_folder(tmp_path, 4)
     args = ["--images", str(images), "--labels", str(labels), "--name", "liver", *_args(tmp_path)]
-    assert folder_tool.main([*args, "--patch_size", "16", "16", "16", "--iters", "2"]) == 0
-    vnet = sorted((tmp_path / "cfg").glob("vnet_liver_16_16_16_2.yml"))
-    assert len(vnet) == 1
+    # A budget of 0.6 s: the fewest iterations the plan allows (each step takes longer).
+    assert folder_tool.main([*args, "--patch_size", "16", "16", "16", "--time_budget", "0.01"]) == 0
+    vnet = sorted((tmp_path / "cfg").glob("vnet_liver_16_16_16_*.yml"))
+    assert [p.name for p in vnet] == ["vnet_liver_16_16_16_20.yml"]
+    assert (tmp_path / "cfg" / ".gitignore").read_text().endswith("\n*\n")  # kept out of git
+    log = (tmp_path / "prep" / "prepare.log").read_text()
+    assert (
+        f"train with: python train.py --config {vnet[0]} --save_dir output/liver --do_eval" in log
+    )
+    assert re.search(r"VNet width 8: [0-9.]+ s/iteration measured here, 20 iterations ~", log)
+    assert "s/iteration measured at preparation: 20 iterations" in vnet[0].read_text()
     save_dir = tmp_path / "run"
     opts = ["--opts", "model.base_channels=4", "inference.patch_size=[16,16,16]"]
-    assert train.main(["--config", str(vnet[0]), "--save_dir", str(save_dir), *opts]) == 0
+    assert (
+        train.main(["--config", str(vnet[0]), "--save_dir", str(save_dir), "--iters", "2", *opts])
+        == 0
+    )
     assert (save_dir / "iter_2").is_dir()
 
 
@@ -175,3 +187,15 @@ def test_help_lists_only_flags_that_apply_with_their_defaults(folder_tool, capsy
     assert "--raw_dir" not in text and "--download_dir" not in text
     assert "--image_suffix" in text and "--val_fraction" in text
     assert "(default: 0.2)" in text and "(default: CT)" in text
+
+
+def test_a_single_case_trains_and_validates_on_itself_with_a_warning(folder_tool, tmp_path):
+    images, labels = _write_folder(tmp_path, 1)
+    args = ["--images", str(images), "--labels", str(labels), *_args(tmp_path), "--no_config"]
+    assert folder_tool.main(args) == 0
+    prep = tmp_path / "prep"
+    assert (prep / "val_list.txt").read_text() == (prep / "train_list.txt").read_text() != ""
+    assert (
+        "only one case (liver_000): it is both the training and the validation case"
+        in (prep / "prepare.log").read_text()
+    )

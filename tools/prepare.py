@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medseg.preprocessing.archive import ARCHIVE_SUFFIXES, extract
 from medseg.preprocessing.cases import RawDataset
-from medseg.preprocessing.configgen import DEFAULT_ITERS, write_configs
+from medseg.preprocessing.configgen import (
+    config_stem,
+    dataset_config,
+    model_configs,
+    run_config,
+    write_configs,
+)
 from medseg.preprocessing.download import download
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.parallel import WorkerDiedError
+from medseg.preprocessing.planning import (
+    MIN_ITERS,
+    TrainingPlan,
+    iterations_for_budget,
+    training_plan,
+)
 from medseg.preprocessing.prepare import PreparationError, prepare_raw
 from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
@@ -55,6 +68,7 @@ logger = logging.getLogger("prepare")
 REPO = Path(__file__).resolve().parents[1]
 GLOBALS = Path(__file__).with_name("preprocess_globals.yml")
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+GITIGNORE = "# Written by medseg's dataset preparation: generated configs stay out of git.\n*\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +177,23 @@ def make_parser(doc: str, raw_dir: bool = True, downloads: bool = True) -> argpa
     run_group.add_argument("--allow_failures", action="store_true", help="exit 0 despite bad cases")
     run_group.add_argument("--config_dir", help="generated configs (default configs/<name>/)")
     run_group.add_argument("--no_config", action="store_true", help="do not write configs")
-    run_group.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="in the configs")
+    train = parser.add_argument_group("training plan (the generated configs)")
+    train.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="device the run is planned for (auto: cuda when torch sees a GPU)",
+    )
+    train.add_argument(
+        "--time_budget",
+        type=float,
+        metavar="MINUTES",
+        help="CPU plan: iterations that fit this many minutes of training, at the seconds per "
+        "iteration measured here (default 5)",
+    )
+    train.add_argument(
+        "--iters", type=int, help="iterations (default: 15000 on a GPU, --time_budget on a CPU)"
+    )
     return parser
 
 
@@ -267,9 +297,11 @@ def run(
     output_dir = Path(args.output_dir or Path("data") / name)
     setup_logging(output_dir / "prepare.log")
     try:
+        training = training_plan(_plan_device(args.device), args.time_budget)
+        defaults = {"max_patch_voxels": training.max_patch_voxels, **(defaults or {})}
         options = options_from_args(args, defaults)
         raw = find(fetch(args, sources))
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
     for case, why in sorted(raw.problems.items()):
@@ -297,25 +329,146 @@ def run(
         return 2 if isinstance(err, ValueError) else 1
     if not args.no_config:
         config_dir = Path(args.config_dir or config_dir or REPO / "configs" / name)
-        dataset_root, base = _dataset_root(output_dir, config_dir)
-        written = write_configs(
-            config_dir,
-            name,
-            dataset_root,
-            description["num_classes"],
-            len(description["modalities"]),
-            description["plan"]["patch_size"],
-            plan=description["plan"],
-            iters=args.iters,
-            base=base,
-            ignore_labels=bool(description["label_rules"]["ignore_labels"]),
-        )
-        logger.info("configs written: %s", ", ".join(str(p) for p in written))
-        logger.info("train with: python train.py --config %s --do_eval", written[1])
+        if not config_dir.exists():
+            # Like a virtualenv: a folder the tool creates keeps its generated files out of git.
+            config_dir.mkdir(parents=True)
+            (config_dir / ".gitignore").write_text(GITIGNORE)
+        try:
+            _write_plan_configs(args, name, description, output_dir, config_dir, training)
+        except (ValueError, RuntimeError) as err:
+            logger.error("%s", err)
+            return 2
     failed = description["failed_cases"]
     if failed:
         logger.error("%d case(s) failed: %s", len(failed), ", ".join(sorted(failed)))
     return status
+
+
+def _plan_device(device: str) -> str:
+    """`--device` resolved: auto is cuda when torch sees a usable GPU."""
+    from medseg.engine.runtime import select_device  # only here: preparing data needs no torch
+
+    return select_device(device).type
+
+
+def _time_models(
+    description: dict[str, Any], output_dir: Path, training: TrainingPlan, folder: Path
+) -> dict[str, float]:
+    """Measured seconds per training iteration of each generated model on this machine."""
+    from medseg.engine.runtime import select_device
+    from medseg.engine.step_timer import seconds_per_iteration
+
+    patch = description["plan"]["patch_size"]
+    config = dataset_config(
+        str(output_dir.resolve()),
+        description["num_classes"],
+        patch,
+        ignore_labels=bool(description["label_rules"]["ignore_labels"]),
+    )
+    models = model_configs(
+        len(description["modalities"]), description["num_classes"], training.widths
+    )
+    device = select_device(training.device)
+    (folder / "dataset.yml").write_text(yaml.safe_dump(config))
+    seconds = {}
+    for prefix, model in models.items():
+        path = folder / f"{prefix}.yml"
+        run = run_config(model, training.batch_size, MIN_ITERS)
+        path.write_text(yaml.safe_dump({"_base_": "dataset.yml", **run}))
+        seconds[prefix] = seconds_per_iteration(path, device)
+    return seconds
+
+
+def _write_plan_configs(
+    args: argparse.Namespace,
+    name: str,
+    description: dict[str, Any],
+    output_dir: Path,
+    config_dir: Path,
+    training: TrainingPlan,
+) -> None:
+    """Time the models, size the iterations, write the configs and say how to train."""
+    patch = description["plan"]["patch_size"]
+    seconds: dict[str, float] = {}
+    if args.iters is None:
+        logger.info(
+            "timing a few training steps of each model (%s) to size the run", training.device
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            seconds = _time_models(description, output_dir, training, Path(folder))
+    iters = {}
+    for prefix in training.widths:
+        if args.iters is not None:
+            iters[prefix] = args.iters
+        elif training.budget_minutes is not None:
+            iters[prefix] = iterations_for_budget(seconds[prefix], training.budget_minutes)
+        else:
+            iters[prefix] = training.iters
+    notes = {
+        prefix: f"{step:.2f} s/iteration measured at preparation: {iters[prefix]} iterations "
+        f"~ {_minutes(step * iters[prefix])}"
+        for prefix, step in seconds.items()
+    }
+    dataset_root, base = _dataset_root(output_dir, config_dir)
+    done = write_configs(
+        config_dir,
+        name,
+        dataset_root,
+        description["num_classes"],
+        len(description["modalities"]),
+        patch,
+        training,
+        iters,
+        plan=description["plan"],
+        notes=notes,
+        base=base,
+        ignore_labels=bool(description["label_rules"]["ignore_labels"]),
+    )
+    for path, what in done.items():
+        if what == "kept":
+            logger.warning(
+                "%s was edited by hand: kept as it is, not regenerated (delete it to get the "
+                "generated version)",
+                path,
+            )
+        else:
+            logger.info("config %s: %s", what, path)
+    size = "x".join(str(n) for n in patch)
+    width = training.widths["vnet"]["base_channels"]
+    summary = f"training plan ({training.device}): patch {size}, batch {training.batch_size}"
+    if seconds:
+        logger.info(
+            "%s, VNet width %d: %.2f s/iteration measured here, %d iterations ~ %s (UNet3D: "
+            "%.2f s/iteration, %d iterations)",
+            summary,
+            width,
+            seconds["vnet"],
+            iters["vnet"],
+            _minutes(seconds["vnet"] * iters["vnet"]),
+            seconds["unet3d"],
+            iters["unet3d"],
+        )
+    else:
+        logger.info(
+            "%s, VNet width %d, %d iterations (--iters; leave it out to have the run timed "
+            "and sized here)",
+            summary,
+            width,
+            iters["vnet"],
+        )
+    logger.info(
+        "to change it: --time_budget MINUTES (CPU), --iters N or --device cpu|cuda here, or "
+        "train.py --iters N (at least %d makes sense); --max_patch_voxels for the patch",
+        MIN_ITERS,
+    )
+    vnet = next(p for p in done if p.name.startswith(f"vnet_{config_stem(name, patch)}_"))
+    logger.info(
+        "train with: python train.py --config %s --save_dir output/%s --do_eval", vnet, name
+    )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _scripts_overview() -> str:

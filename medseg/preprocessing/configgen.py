@@ -1,17 +1,23 @@
 """Write the configs `train.py` needs for a freshly prepared dataset.
 
-Three files in `config_dir`, following the repository's three levels:
+Files in `config_dir`, following the repository's three levels, one set per plan so that a
+rerun with another plan never changes what an older file trains:
 
-- `<name>.yml`: data (MedicalDataset on the prepared folder), the planned patch as the training
-  crop and the inference window, augmentation, optimizer, schedule and loss;
-- `vnet_<name>_<z>_<y>_<x>_<iters>.yml` and `unet3d_<name>_<z>_<y>_<x>_<iters>.yml`: the model.
+- `<name>_<z>_<y>_<x>.yml`: data (MedicalDataset on the prepared folder), the planned patch as
+  the training crop and the inference window, augmentation, optimizer, schedule and loss;
+- `vnet_<name>_<z>_<y>_<x>_<iters>.yml` and `unet3d_<name>_<z>_<y>_<x>_<iters>.yml`: the
+  model sized for the device, the batch size, the iterations and the warm-up.
 
-The plan (target spacing, median shape) is written as a comment at the top of the dataset file.
+The plan (target spacing, median shape, device, measured seconds per iteration) is written as a
+comment at the top. Every file carries the hash of its generated text: a file whose text no
+longer matches it was edited by hand and is kept (with a warning) instead of being rewritten.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,16 +25,16 @@ from typing import Any
 import yaml
 
 from medseg.preprocessing.cases import IGNORE_INDEX
+from medseg.preprocessing.planning import TrainingPlan
 from medseg.utils.atomic import write_text_atomic
 
-DEFAULT_ITERS = 15000  # MedicalSeg's schedule length for its 3D datasets
+STAMP = re.compile(r"^# medseg-generated (?P<digest>[0-9a-f]{16})\b.*$", re.MULTILINE)
 
 
 def dataset_config(
     dataset_root: str,
     num_classes: int,
     patch_size: Sequence[int],
-    iters: int = DEFAULT_ITERS,
     base: str | None = None,
     ignore_labels: bool = False,
 ) -> dict[str, Any]:
@@ -39,8 +45,6 @@ def dataset_config(
     dataset = {"type": "MedicalDataset", "dataset_root": dataset_root, "num_classes": num_classes}
     config: dict[str, Any] = {"_base_": base} if base else {}
     config.update(
-        batch_size=2,
-        iters=iters,
         train_dataset={
             **dataset,
             "mode": "train",
@@ -65,7 +69,6 @@ def dataset_config(
             "learning_rate": 0.001,
             "end_lr": 0,
             "power": 0.9,
-            "warmup_iters": min(100, iters // 10),
         },
         loss={
             "types": [
@@ -81,21 +84,24 @@ def dataset_config(
     return config
 
 
-def model_configs(in_channels: int, num_classes: int) -> dict[str, dict[str, Any]]:
-    """The `model:` node of each generated model file, by file prefix."""
+def model_configs(
+    in_channels: int, num_classes: int, widths: dict[str, dict[str, int]]
+) -> dict[str, dict[str, Any]]:
+    """The `model:` node of each generated model file, by file prefix, at the plan's widths."""
     return {
         "vnet": {
             "type": "VNet",
             "elu": False,
             "in_channels": in_channels,
             "num_classes": num_classes,
+            **widths["vnet"],
             "pretrained": None,
         },
         "unet3d": {
             "type": "UNet3D",
             "in_channels": in_channels,
             "num_classes": num_classes,
-            "base_channels": 32,
+            **widths["unet3d"],
             "num_levels": 4,
             "norm": "instance",
             "pretrained": None,
@@ -103,8 +109,63 @@ def model_configs(in_channels: int, num_classes: int) -> dict[str, dict[str, Any
     }
 
 
+def run_config(model: dict[str, Any], batch_size: int, iters: int) -> dict[str, Any]:
+    """The model file's own keys: the model, batch size, iterations and warm-up."""
+    return {
+        "batch_size": batch_size,
+        "iters": iters,
+        "lr_scheduler": {"warmup_iters": min(100, iters // 10)},
+        "model": model,
+    }
+
+
 def _dump(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _with_stamp(header: list[str], body: str) -> str:
+    stamp = f"# medseg-generated {_digest(body)} (edit freely: a rerun keeps an edited file)"
+    return "\n".join([*header, stamp]) + "\n" + body
+
+
+def edited_by_hand(path: Path) -> bool:
+    """Whether a generated config's text no longer matches the hash it was written with.
+
+    A file without the stamp (written by hand, or by an older medseg) counts as edited.
+    """
+    text = path.read_text()
+    match = STAMP.search(text)
+    if match is None:
+        return True
+    body = text[text.index("\n", match.start()) + 1 :]
+    return _digest(body) != match["digest"]
+
+
+def write_config(path: Path, header: list[str], config: dict[str, Any]) -> str:
+    """Write one generated config unless the user changed it; returns what happened.
+
+    "written" (new file), "unchanged", "updated" (an unedited file whose generated text
+    changed) or "kept" (edited by hand: left as it is, and the caller says so).
+    """
+    text = _with_stamp(header, _dump(config))
+    if not path.exists():
+        write_text_atomic(path, text)
+        return "written"
+    if path.read_text() == text:
+        return "unchanged"
+    if edited_by_hand(path):
+        return "kept"
+    write_text_atomic(path, text)
+    return "updated"
+
+
+def config_stem(name: str, patch_size: Sequence[int]) -> str:
+    """`<name>_<z>_<y>_<x>`: the dataset file's name and the model files' middle part."""
+    return "_".join([name, *(str(n) for n in patch_size)])
 
 
 def write_configs(
@@ -114,13 +175,15 @@ def write_configs(
     num_classes: int,
     in_channels: int,
     patch_size: Sequence[int],
+    training: TrainingPlan,
+    iters: dict[str, int],
     *,
     plan: dict[str, Any] | None = None,
-    iters: int = DEFAULT_ITERS,
+    notes: dict[str, str] | None = None,
     base: str | None = None,
     ignore_labels: bool = False,
-) -> list[Path]:
-    """Write the dataset file and the VNet and UNet3D model files; returns their paths.
+) -> dict[Path, str]:
+    """Write the dataset file and the VNet and UNet3D model files.
 
     Args:
         config_dir: Destination folder (created).
@@ -129,12 +192,18 @@ def write_configs(
         num_classes: Classes including background.
         in_channels: Image channels (modalities).
         patch_size: Training crop and inference window (z, y, x).
+        training: The device plan (model widths, batch size).
+        iters: Training iterations by model file prefix ("vnet", "unet3d").
         plan: The plan from dataset.json, summarised in a comment.
-        iters: Training iterations.
+        notes: One comment line per model file prefix (e.g. the measured step time).
         base: `_base_` of the dataset file (e.g. the global configs), or None.
         ignore_labels: Whether the labels hold the ignore id 255.
+
+    Returns:
+        What `write_config` did, by path: the dataset file first, then the model files.
     """
     config_dir = Path(config_dir)
+    stem = config_stem(name, patch_size)
     header = [f"# Generated by medseg's dataset preparation for '{name}'."]
     if plan:
         header.append(
@@ -142,14 +211,17 @@ def write_configs(
             f"after resampling {plan.get('median_shape_after_resampling')}, "
             f"patch {plan.get('patch_size')}."
         )
-    dataset_file = config_dir / f"{name}.yml"
-    config = dataset_config(dataset_root, num_classes, patch_size, iters, base, ignore_labels)
-    write_text_atomic(dataset_file, "\n".join(header) + "\n" + _dump(config))
-    written = [dataset_file]
-    suffix = "_".join(str(n) for n in patch_size)
-    for prefix, model in model_configs(in_channels, num_classes).items():
-        path = config_dir / f"{prefix}_{name}_{suffix}_{iters}.yml"
-        text = f"# Generated: the {model['type']} model for '{name}'.\n"
-        write_text_atomic(path, text + _dump({"_base_": dataset_file.name, "model": model}))
-        written.append(path)
-    return written
+    dataset_file = config_dir / f"{stem}.yml"
+    config = dataset_config(dataset_root, num_classes, patch_size, base, ignore_labels)
+    done = {dataset_file: write_config(dataset_file, header, config)}
+    for prefix, model in model_configs(in_channels, num_classes, training.widths).items():
+        path = config_dir / f"{prefix}_{stem}_{iters[prefix]}.yml"
+        lines = [f"# Generated: the {model['type']} model for '{name}', {training.device} plan."]
+        if notes and prefix in notes:
+            lines.append(f"# {notes[prefix]}")
+        body = {
+            "_base_": dataset_file.name,
+            **run_config(model, training.batch_size, iters[prefix]),
+        }
+        done[path] = write_config(path, lines, body)
+    return done

@@ -17,10 +17,21 @@ Plan rules (nnU-Net's, written down):
   VNet at batch 2 in about 10 GB of GPU memory with AMP), shrink by `divisor` the axis with the
   largest physical extent (voxels × spacing), keeping at least `divisor` voxels per axis.
 - CT window ("auto"): the foreground 0.5 and 99.5 percentiles of the channel.
+- Planned numbers are kept to 10 significant digits, so float noise such as 6.499999999999998
+  does not reach dataset.json and the configs.
+
+Training plan (`training_plan`): what fits the device the user trains on.
+
+- GPU: the patch budget above, VNet width 16 (UNet3D 32), batch 2, 15,000 iterations
+  (MedicalSeg's schedule length).
+- CPU: a patch budget of `CPU_MAX_VOXELS` (32×64×64), VNet width 8 with 3×3×3 convolutions
+  (UNet3D width 8), batch 2, and as many iterations as fit a time budget at the seconds per
+  iteration measured on this machine (`iterations_for_budget`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +53,53 @@ FOREGROUND_SAMPLES = 10_000
 ANISOTROPY_RATIO = 3.0
 DEFAULT_MAX_VOXELS = 128**3
 DEFAULT_DIVISOR = 16
+CPU_MAX_VOXELS = 32 * 64 * 64
+GPU_ITERS = 15000
+CPU_BUDGET_MINUTES = 5.0
+MIN_ITERS = 20
+SIGNIFICANT_DIGITS = 10
+
+
+def tidy(value: float) -> float:
+    """`value` to `SIGNIFICANT_DIGITS` digits: 6.499999999999998 becomes 6.5."""
+    return float(f"{float(value):.{SIGNIFICANT_DIGITS}g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """What the generated configs train with, and why (see the module docstring).
+
+    `widths` maps a model file prefix ("vnet", "unet3d") to its `model:` width settings.
+    """
+
+    device: str
+    max_patch_voxels: int
+    widths: dict[str, dict[str, int]]
+    batch_size: int = 2
+    iters: int = GPU_ITERS
+    budget_minutes: float | None = None
+
+
+def training_plan(device: str, budget_minutes: float | None = None) -> TrainingPlan:
+    """The plan for `device` ("cpu" or "cuda"); iterations are sized later on the CPU."""
+    if device == "cuda":
+        widths = {"vnet": {"base_channels": 16}, "unet3d": {"base_channels": 32}}
+        return TrainingPlan(device, DEFAULT_MAX_VOXELS, widths)
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    widths = {"vnet": {"base_channels": 8, "conv_kernel": 3}, "unet3d": {"base_channels": 8}}
+    budget = CPU_BUDGET_MINUTES if budget_minutes is None else budget_minutes
+    return TrainingPlan(device, CPU_MAX_VOXELS, widths, budget_minutes=budget)
+
+
+def iterations_for_budget(seconds_per_iter: float, budget_minutes: float) -> int:
+    """Iterations that fit `budget_minutes`, rounded down to tens, at least `MIN_ITERS`."""
+    if not seconds_per_iter > 0 or not budget_minutes > 0:
+        raise ValueError(
+            f"need positive step time and budget, got {seconds_per_iter} s, {budget_minutes} min"
+        )
+    fit = int(budget_minutes * 60 / seconds_per_iter)
+    return min(GPU_ITERS, max(MIN_ITERS, fit - fit % 10))
 
 
 def case_fingerprint(
@@ -99,8 +157,8 @@ def summarize_fingerprints(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "cases": order,
         "spacings": [cases[c]["spacing"] for c in order],
         "shapes": [cases[c]["shape"] for c in order],
-        "median_spacing": np.median([cases[c]["spacing"] for c in order], axis=0).tolist(),
-        "median_shape": np.median([cases[c]["shape"] for c in order], axis=0).tolist(),
+        "median_spacing": [tidy(v) for v in np.median([cases[c]["spacing"] for c in order], 0)],
+        "median_shape": [tidy(v) for v in np.median([cases[c]["shape"] for c in order], 0)],
         "foreground_intensities": intensities,
     }
 
@@ -113,7 +171,7 @@ def plan_spacing(spacings: Sequence[Sequence[float]]) -> list[float]:
     others = [a for a in range(3) if a != worst]
     if target[worst] > ANISOTROPY_RATIO * target[others].max():
         target[worst] = max(np.percentile(spacings[:, worst], 10), target[others].max())
-    return [float(s) for s in target]
+    return [tidy(s) for s in target]
 
 
 def plan_patch_size(
@@ -140,9 +198,9 @@ def resampled_median_shape(
     """Median over cases of the shape each case will have at `target_spacing`."""
     shapes = np.asarray(fingerprint["shapes"], dtype=np.float64)
     if target_spacing is None:
-        return np.median(shapes, axis=0).tolist()
+        return [tidy(n) for n in np.median(shapes, axis=0)]
     ratio = np.asarray(fingerprint["spacings"]) / np.asarray(target_spacing, dtype=np.float64)
-    return np.median(np.round(shapes * ratio), axis=0).tolist()
+    return [tidy(n) for n in np.median(np.round(shapes * ratio), axis=0)]
 
 
 def plan_ct_window(fingerprint: dict[str, Any], channel: int) -> list[float]:
@@ -153,4 +211,4 @@ def plan_ct_window(fingerprint: dict[str, Any], channel: int) -> list[float]:
             f"cannot plan a CT window for channel {channel}: the labelled voxels give no "
             f"intensity range ({stats}); pass the window explicitly (--ct_window lo hi)"
         )
-    return [stats["percentile_00_5"], stats["percentile_99_5"]]
+    return [tidy(stats["percentile_00_5"]), tidy(stats["percentile_99_5"])]

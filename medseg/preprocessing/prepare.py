@@ -14,7 +14,8 @@ Output, in `output_dir`:
   `images/<case>.npy labels/<case>.npy`;
 - with `folds=K`: `folds/fold_<k>_train_list.txt` and `folds/fold_<k>_val_list.txt` for
   k = 0..K-1, the same line format, over the cases outside the test split; the K validation
-  lists are disjoint and cover those cases. Splits and folds are drawn over every case found,
+  lists are disjoint and cover those cases (a one-case dataset validates on its training case,
+  with a warning). Splits and folds are drawn over every case found,
   failed ones included, and the failed ones are then left out: fixing a bad case later puts it
   back where it belongs without moving any other case;
 - `fingerprint.json` when something was planned (reused by a rerun over the same cases);
@@ -314,6 +315,15 @@ def prepare_cases(
 
     splits = prepared(planned)
     fold_splits = [prepared(fold) for fold in planned_folds]
+    if len(cases) + len(failed) == 1 and val_fraction > 0 and not test_fraction and not folds:
+        # One case cannot be split; validating on the training case still lets --do_eval,
+        # val.py and the notebook run end to end, and the warning says what the score means.
+        logger.warning(
+            "only one case (%s): it is both the training and the validation case, so the "
+            "validation score measures fit, not generalisation; add cases for a real split",
+            order[0],
+        )
+        splits = {"train": order, "val": order, "test": []}
     wanted = {"train": True, "val": val_fraction > 0, "test": test_fraction > 0}
     emptied = [s for s, ids in splits.items() if wanted[s] and not ids]
     if emptied or any(not fold["val"] for fold in fold_splits):
