@@ -52,7 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=HelpFormatter
     )
-    parser.add_argument("--config", required=True, help="YAML config file of the trained model")
+    parser.add_argument(
+        "--config",
+        help="YAML config file (default: the config.yaml the model was trained with, beside "
+        "--model_path or in its run folder)",
+    )
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/export", help="where the files are written")
     parser.add_argument(
@@ -213,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "export.log")
-    from medseg.engine.checkpoint import load_model_weights
+    from medseg.engine.checkpoint import load_model_weights, model_config
     from medseg.engine.runtime import select_device
 
     try:
         if args.opset < MIN_OPSET:
             raise ValueError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-        cfg = Config(args.config, opts=args.opts)
+        cfg = Config(model_config(args.config, args.model_path), opts=args.opts)
         model = cfg.model
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)

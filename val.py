@@ -30,7 +30,11 @@ SPACES = ("auto", "original", "preprocessed")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the names follow MedicalSeg's val.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument(
+        "--config",
+        help="YAML config file (default: the config.yaml the model was trained with, beside "
+        "--model_path or in its run folder)",
+    )
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/val", help="where results are written")
     add_metric_arguments(parser, "Dice is always included")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "val.log")
-    from medseg.engine.checkpoint import load_model_weights
+    from medseg.engine.checkpoint import load_model_weights, model_config
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
     try:
-        cfg = Config(args.config, opts=args.opts)
+        cfg = Config(model_config(args.config, args.model_path), opts=args.opts)
         dataset = cfg.val_dataset
         if dataset is None:
             raise ConfigError("missing required key", cfg.path, "val_dataset")

@@ -158,6 +158,17 @@ def test_resuming_at_the_last_iteration_says_nothing_is_left(trained_run, tiny_c
     assert not (tmp_path / "r" / "iter_20").exists()
 
 
+def test_resuming_with_another_width_is_one_line(trained_run, tiny_config, tmp_path):
+    resume = ["--resume_model", str(trained_run / "iter_20"), "--iters", "30"]
+    code, log = run_in_process(
+        tiny_config, tmp_path / "r", *resume, "--opts", "model.base_channels=8"
+    )
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert code == 2 and len(errors) == 1 and "tensors differ in shape" in errors[0]
+    assert f"resume with the config of that run ({trained_run / 'config.yaml'})" in errors[0]
+    assert "Traceback" not in log
+
+
 def test_bad_config_key_is_reported_not_a_traceback(tiny_config, tmp_path):
     code, log = run_in_process(tiny_config, tmp_path / "r", "--opts", "model.depth=3")
     assert code == 2 and "VNet takes no argument 'depth'" in log

@@ -156,3 +156,32 @@ def test_nsd_needs_a_tolerance_and_unknown_metrics_are_refused(tiny_config, caps
             val.parse_args([*base, *extra])
         assert exit_info.value.code == 2
     assert "nsd_tolerance" in capsys.readouterr().err
+
+
+def test_without_config_the_model_folders_own_config_is_used(trained_run, val_run, tmp_path):
+    args = ["--model_path", str(trained_run / "best_model"), "--save_dir", str(tmp_path)]
+    assert val.main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"] == str(trained_run / "best_model" / "config.yaml")
+    before = json.loads((val_run / "metrics.json").read_text())["class_dice"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["class_dice"] == before
+
+
+def test_weights_of_another_width_are_one_line_naming_the_training_config(
+    trained_run, tiny_config, tmp_path
+):
+    args = ["--config", str(tiny_config), "--model_path", str(trained_run / "iter_20")]
+    assert val.main([*args, "--save_dir", str(tmp_path), "--opts", "model.base_channels=8"]) == 2
+    errors = [line for line in (tmp_path / "val.log").read_text().splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "tensors differ in shape" in errors[0]
+    assert f"pass --config {trained_run / 'config.yaml'} or leave --config out" in errors[0]
+
+
+def test_no_config_and_no_config_yaml_is_a_clear_error(trained_run, tmp_path):
+    weights = tmp_path / "model.pth"
+    shutil.copy(trained_run / "best_model" / "model.pth", weights)
+    assert val.main(["--model_path", str(weights), "--save_dir", str(tmp_path / "v")]) == 2
+    assert (
+        "--config not given and no config.yaml lies beside"
+        in (tmp_path / "v" / "val.log").read_text()
+    )

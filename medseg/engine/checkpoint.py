@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.models.pretrained import load_pretrained
+from medseg.models.pretrained import WeightsMismatchError, check_shapes, load_pretrained
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pth"
 STATE_FILE = "train_state.pth"
+CONFIG_FILE = "config.yaml"
 
 
 def rng_states() -> dict[str, Any]:
@@ -89,7 +90,59 @@ def load_train_state(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[st
     return model_state, state
 
 
-def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load weights strictly for evaluation/export from `model.pth` or an `iter_N/` folder."""
+def training_config(path: str | os.PathLike) -> Path | None:
+    """The resolved config a model was trained with: `config.yaml` in its folder or above.
+
+    `path` is `model.pth` or a folder holding it (`best_model/` has its own `config.yaml`;
+    an `iter_N/` folder's is the run's, in `save_dir`).
+    """
     path = Path(path)
-    load_pretrained(model, path / MODEL_FILE if path.is_dir() else path, strict=True)
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / CONFIG_FILE, folder.parent / CONFIG_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_config(config: str | None, model_path: str | os.PathLike) -> str:
+    """`--config` when given, else the config `model_path` was trained with (logged)."""
+    if config is not None:
+        return config
+    found = training_config(model_path)
+    if found is None:
+        raise FileNotFoundError(
+            f"--config not given and no {CONFIG_FILE} lies beside --model_path {model_path} "
+            "or in its run folder; pass --config"
+        )
+    logger.info("config: %s (the one the model was trained with)", found)
+    return str(found)
+
+
+def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load weights strictly for evaluation/export from `model.pth` or an `iter_N/` folder.
+
+    Weights of another model config are one line that names the config they were trained with.
+    """
+    path = Path(path)
+    try:
+        load_pretrained(model, path / MODEL_FILE if path.is_dir() else path, strict=True)
+    except WeightsMismatchError as err:
+        config = training_config(path)
+        if config is None:
+            raise
+        raise WeightsMismatchError(
+            f"{err}; it was trained with {config}: pass --config {config} or leave --config out"
+        ) from None
+
+
+def check_resume_shapes(model: torch.nn.Module, state: dict[str, Any], folder: str) -> None:
+    """One clear line when `--resume_model` holds weights of another model config."""
+    try:
+        check_shapes(model, state, f"--resume_model {folder}")
+    except WeightsMismatchError as err:
+        config = training_config(folder)
+        hint = f" ({config})" if config else ""
+        raise WeightsMismatchError(
+            f"{err}; resume with the config of that run{hint}, or start a new run without "
+            "--resume_model"
+        ) from None

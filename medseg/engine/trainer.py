@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from medseg.cvlibs import Config
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
+    check_resume_shapes,
     load_train_state,
     restore_rng_states,
     rng_states,
@@ -198,6 +199,7 @@ class Trainer:
 
     def _resume(self) -> None:
         model_state, state = load_train_state(self.opt.resume_model)
+        check_resume_shapes(self.model, model_state, self.opt.resume_model)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["lr_scheduler"])

@@ -36,6 +36,24 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
     return checkpoint
 
 
+class WeightsMismatchError(ValueError):
+    """The weights do not fit the model: another width, depth or class count."""
+
+
+def check_shapes(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise `WeightsMismatchError` (one line) if a tensor both sides have differs in shape."""
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if mismatched:
+        key = mismatched[0]
+        raise WeightsMismatchError(
+            f"{source} does not fit this {type(model).__name__}: {len(mismatched)} of "
+            f"{len(own)} tensors differ in shape (e.g. {key}: {tuple(state[key].shape)} saved, "
+            f"{tuple(own[key].shape)} in the model), so it was trained with another model "
+            "config (width, levels or classes)"
+        )
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> nn.Module:
     """Copy the weights saved in the local file `path` into `model` and return `model`.
 
@@ -44,7 +62,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
     (evaluation, export) they are an error instead.
 
     Raises:
-        ValueError: For a URL, a Paddle checkpoint, an unreadable file or mismatched shapes.
+        ValueError: For a URL, a Paddle checkpoint or an unreadable file;
+            `WeightsMismatchError` for weights of another model config.
         FileNotFoundError: If `path` does not exist.
     """
     path = os.fspath(path)
@@ -62,20 +81,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
         raise FileNotFoundError(f"pretrained weights file '{path}' does not exist")
 
     state = _read_state_dict(path)
-    own = model.state_dict()
-    mismatched = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
-        for key, value in state.items()
-        if key in own and value.shape != own[key].shape
-    ]
-    if mismatched:
-        raise ValueError(
-            f"shape mismatch loading '{path}' into {type(model).__name__} "
-            f"({len(mismatched)} keys):\n  " + "\n  ".join(mismatched)
-        )
+    check_shapes(model, state, f"'{path}'")
     result = model.load_state_dict(state, strict=False)
     if strict and (result.missing_keys or result.unexpected_keys):
-        raise ValueError(
+        raise WeightsMismatchError(
             f"'{path}' does not fit {type(model).__name__}: missing keys "
             f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}; was it "
             "trained with another model config?"
