@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
@@ -111,3 +112,29 @@ def test_notebook_without_itkwidgets_or_pandas(phantom_dir, val_dir, monkeypatch
     assert "3D comparison skipped" in text_of(side_by_side)
     for cell in (view, side_by_side):
         assert not any(WIDGET in out.get("data", {}) for out in cell.outputs)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("itkwidgets") is None, reason="itkwidgets not installed"
+)
+def test_notebook_on_a_prepared_dataset_with_an_int32_nrrd_label(
+    phantom_dir, val_dir, monkeypatch, tmp_path
+):
+    """MEDSEG_NB_DATASET finds scan and label in dataset.json; int32 labels reach the 3D view."""
+    raw = phantom_dir / "raw"
+    label, geometry = read_volume(raw / "labelsTr" / f"{CASE}.nii.gz")
+    write_volume(label.astype(np.int32), geometry, tmp_path / "scans" / f"{CASE}_label.nrrd")
+    assert read_volume(tmp_path / "scans" / f"{CASE}_label.nrrd")[0].dtype == np.int32
+    case = {
+        "source_images": [str(raw / "imagesTr" / f"{CASE}_0000.nii.gz")],
+        "source_label": f"scans/{CASE}_label.nrrd",
+    }
+    names = {"0": "background", **{str(i): n for i, n in NAMES.items()}}
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": names, "cases": {CASE: case}}))
+    monkeypatch.setenv("MEDSEG_NB_DATASET", str(tmp_path))
+    cells = execute(phantom_dir, val_dir, monkeypatch)
+    assert f"{CASE}_label.nrrd" in text_of(cells[0]) and "MISSING" not in text_of(cells[0])
+    assert any("image/png" in out.get("data", {}) for out in cells[2].outputs)
+    for cell in cells[3:5]:
+        assert "skipped" not in text_of(cell), text_of(cell)
+        assert any(WIDGET in out.get("data", {}) for out in cell.outputs)

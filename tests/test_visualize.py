@@ -158,3 +158,32 @@ def test_intensity_window():
     assert intensity_window(image, window=(-160, 240)) == (-160.0, 240.0)
     with pytest.raises(ValueError, match="low < high"):
         intensity_window(image, window=(10, 10))
+
+
+def test_planes_go_through_the_reference_not_a_poor_prediction(tmp_path):
+    axes = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))  # array z, y, x along ITK z, y, x
+    geometry = Geometry((24, 40, 40), (3.0, 1.0, 1.0), (0.0, 0.0, 0.0), axes)
+    image = np.random.default_rng(0).uniform(0, 800, (24, 40, 40)).astype(np.float32)  # MR-like
+    reference = np.zeros(image.shape, np.uint8)
+    reference[3:6, 30:34, 5:9] = 1  # a small tumour
+    prediction = np.zeros(image.shape, np.uint8)
+    prediction[12:22, 5:25, 15:35] = 1  # a large miss elsewhere
+    paths = [tmp_path / f"{n}.nii.gz" for n in ("image", "label", "pred")]
+    for array, path in zip((image, reference, prediction), paths, strict=True):
+        write_volume(array, geometry, path)
+    case = load_overlay_case(*paths)
+    fig = overlay_figure(case)
+    point = [int(re.search(r"= (\d+) ", ax.get_title())[1]) for ax in fig.axes[:3]]
+    assert 3 <= point[0] < 6  # axial plane through the reference
+    # The prediction is drawn as a fill over the grey image in every panel: two images each.
+    assert [len(ax.images) for ax in fig.axes[:3]] == [2, 2, 2]
+    low = float(re.search(r"window \[([^,]+),", fig._suptitle.get_text())[1])
+    assert low >= 0.0  # the window does not reach below the MR scan's darkest voxel
+
+
+def test_intensity_window_never_goes_below_the_image_minimum():
+    image = np.linspace(0.0, 100.0, 400, dtype=np.float32).reshape(4, 10, 10)
+    region = np.zeros(image.shape, bool)
+    region[:2] = True  # the darker half: widened by half its width, it would reach below 0
+    low, high = intensity_window(image, region=region, percentiles=(0, 100))
+    assert low == 0.0 and high > 50.0

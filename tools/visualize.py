@@ -1,14 +1,16 @@
 """Draw one PNG of a case: axial, coronal and sagittal planes with label outlines.
 
-The image is shown in grey, the reference label map as solid outlines and the prediction as
-dashed outlines, one colour per class, with a legend. The volumes are displayed in radiological
-orientation (reoriented to LPS by flips and axis swaps, no interpolation): axial viewed from the
-feet with anterior up, coronal from the front, sagittal from the patient's left; the patient's
-right is on the viewer's left. Pixels keep their physical proportions.
+The image is shown in grey, the reference label map as solid outlines and the prediction as a
+translucent fill with dashed outlines, one colour per class, with a legend. The volumes are
+displayed in radiological orientation (reoriented to LPS by flips and axis swaps, no
+interpolation): axial viewed from the feet with anterior up, coronal from the front, sagittal
+from the patient's left; the patient's right is on the viewer's left. Pixels keep their physical
+proportions.
 
-By default each plane is the one holding the most labelled voxels (reference or prediction) in
-its direction; `--slices Z Y X` names a voxel, in the file's array order, that the three planes
-pass through instead.
+By default each plane is the one holding the most reference voxels in its direction (without
+`--label`, the most predicted ones), so a poor prediction never hides the reference, and the grey
+window comes from the reference's intensities; `--slices Z Y X` names a voxel, in the file's
+array order, that the three planes pass through instead.
 
 Usage:
     python tools/visualize.py --image data/phantom/raw/imagesTr/phantom_000_0000.nii.gz \
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         metavar=("LOW", "HIGH"),
         help="grey-level range, e.g. -160 240 for CT soft tissue (default: the 1st-99th "
-        "percentile inside the labelled structures, widened by half its width on each side)",
+        "percentile inside the reference, widened by half its width on each side)",
     )
     parser.add_argument("--dpi", type=int, default=120, help="PNG resolution")
     return parser.parse_args(argv)

@@ -1,8 +1,10 @@
 """Draw a case's axial, coronal and sagittal planes with label outlines (matplotlib, headless).
 
-The image is shown in grey; the reference label map as solid outlines and the prediction as
-dashed outlines, one colour per class, so both stay visible where they overlap. Pixels keep
-their physical proportions (anisotropic spacing is honoured with `imshow(aspect=...)`).
+The image is shown in grey; the reference label map as solid outlines and the prediction as a
+translucent fill with dashed outlines, one colour per class, so the two stay distinguishable
+even for a single class and where they overlap. The planes go through the reference (a poor
+prediction must not hide it) and the grey window comes from the reference's intensities. Pixels
+keep their physical proportions (anisotropic spacing is honoured with `imshow(aspect=...)`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from medseg.visualization.planes import (
 
 REFERENCE_STYLE = "solid"
 PREDICTION_STYLE = (0, (3, 2))  # dashed, short gaps so thin structures still read as closed
+PREDICTION_FILL_ALPHA = 0.3
 
 
 def _matplotlib() -> Any:
@@ -61,6 +64,15 @@ def _draw_outlines(ax: Any, labels: np.ndarray, class_ids: Sequence[int], style:
             )
 
 
+def _draw_fill(ax: Any, labels: np.ndarray, class_ids: Sequence[int]) -> None:
+    """The prediction's classes as translucent colour (transparent elsewhere)."""
+    rgba = np.zeros((*labels.shape, 4), dtype=np.float32)
+    for class_id in class_ids:
+        mask = labels == class_id
+        rgba[mask] = (*class_colour(class_id)[:3], PREDICTION_FILL_ALPHA)
+    ax.imshow(rgba, aspect=ax.get_aspect(), interpolation="nearest")
+
+
 def _edge_labels(ax: Any, view: str) -> None:
     top, bottom, left, right = EDGE_LABELS[view]
     style = {"color": "yellow", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
@@ -83,9 +95,10 @@ def overlay_figure(
         case: From `load_overlay_case`.
         class_names: Id → name; missing ids are called `class_<id>`.
         slices: Voxel `(z, y, x)` in the file's array order that the three planes pass through;
-            default: per view, the plane with the most labelled voxels (reference or prediction).
+            default: per view, the plane with the most reference voxels (without a reference,
+            the most predicted ones).
         window: Grey-level range (low, high), e.g. (-160, 240) for CT soft tissue; default:
-            from the labelled structures' intensities (see `intensity_window`).
+            from the reference's intensities, else the prediction's (see `intensity_window`).
         title: Figure title.
 
     Raises:
@@ -97,8 +110,10 @@ def overlay_figure(
 
     shape = case.image.shape
     file_shape = tuple(shape[case.permutation.index(a)] for a in range(3))
+    reference = None if case.label is None else case.label > 0
+    focus = reference if reference is not None and reference.any() else case.foreground
     if slices is None:
-        lps_point = busiest_slices(case.foreground, shape)
+        lps_point = busiest_slices(focus, shape)
     else:
         inside = len(slices) == 3 and all(
             0 <= int(s) < n for s, n in zip(slices, file_shape, strict=True)
@@ -110,7 +125,7 @@ def overlay_figure(
             )
         lps_point = case.to_lps_index(slices)
     file_point = case.to_file_index(lps_point)
-    low, high = intensity_window(case.image, window, region=case.foreground)
+    low, high = intensity_window(case.image, window, region=focus)
     names = dict(class_names or {})
     class_ids = case.class_ids
 
@@ -134,7 +149,9 @@ def overlay_figure(
         if case.label is not None:
             _draw_outlines(ax, plane(case.label, view, index), class_ids, REFERENCE_STYLE)
         if case.prediction is not None:
-            _draw_outlines(ax, plane(case.prediction, view, index), class_ids, PREDICTION_STYLE)
+            predicted = plane(case.prediction, view, index)
+            _draw_fill(ax, predicted, class_ids)
+            _draw_outlines(ax, predicted, class_ids, PREDICTION_STYLE)
         file_axis = case.permutation[axis]
         ax.set_title(
             f"{view}: {FILE_AXES[file_axis]} = {file_point[file_axis]} (of 0–{shape[axis] - 1})",
@@ -151,7 +168,9 @@ def overlay_figure(
     if case.label is not None:
         handles.append(Line2D([], [], color="black", ls=REFERENCE_STYLE, label="reference"))
     if case.prediction is not None:
-        handles.append(Line2D([], [], color="black", ls=PREDICTION_STYLE, label="prediction"))
+        handles.append(
+            Line2D([], [], color="black", ls=PREDICTION_STYLE, label="prediction (filled)")
+        )
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8))
     fig.suptitle(

@@ -193,9 +193,10 @@ def intensity_window(
     """Display range: `window` (low, high) when given, else from percentiles of the image.
 
     With a non-empty `region` mask (the labelled structures), the percentiles are taken inside it
-    and the range is widened by half its width on each side: the structures and the tissue
-    around them get the contrast, not the air around the body (an automatic soft-tissue window
-    for CT, and a sensible one for MRI). Without a region, percentiles of the whole image.
+    and the range is widened by half its width on each side (not below the image's minimum): the
+    structures and the tissue around them get the contrast, not the air around the body (an
+    automatic soft-tissue window for CT, and a sensible one for MRI). Without a region,
+    percentiles of the whole image.
 
     Raises:
         ValueError: when `window` does not have low < high.
@@ -212,5 +213,7 @@ def intensity_window(
         return 0.0, 1.0
     low, high = (float(v) for v in np.percentile(values, percentiles))
     if use_region:
-        low, high = low - 0.5 * (high - low), high + 0.5 * (high - low)
+        # Widened, but never below the darkest voxel: an MR scan has no negative values to show.
+        darkest = float(np.nanmin(image))
+        low, high = max(low - 0.5 * (high - low), darkest), high + 0.5 * (high - low)
     return (low, high) if high > low else (low, low + 1.0)
