@@ -18,7 +18,7 @@ Tasks: 01 BrainTumour, 02 Heart, 03 Liver, 04 Hippocampus, 05 Prostate, 06 Lung,
 
 Example:
   python tools/prepare_msd.py 9
-  python train.py --config configs/msd/Task09_Spleen/vnet_task09_spleen_<patch>_15000.yml
+  python train.py --config configs/msd/Task09_Spleen/vnet_task09_spleen_<patch>_<iters>.yml
 """
 
 from __future__ import annotations
