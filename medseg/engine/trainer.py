@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,7 +406,7 @@ class Trainer:
 
         Ctrl-C or SIGTERM is logged when it arrives, finishes the current iteration, saves
         `iter_N/` and exits with 130; a second Ctrl-C stops at once. Iteration 1 is always logged
-        and a progress bar with ETA runs on rank 0.
+        and, in a terminal, a progress bar with ETA runs on rank 0.
         """
         self.net.train()
         main = self.dist.is_main
@@ -417,7 +418,7 @@ class Trainer:
             initial=self.start_iter,
             desc="train",
             unit="it",
-            disable=not main,
+            disable=not main or not sys.stderr.isatty(),  # log files get the ETA in each line
             mininterval=1.0,
             dynamic_ncols=True,
         )
