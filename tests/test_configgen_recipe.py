@@ -22,7 +22,6 @@ def test_generated_configs_hold_the_nnunet_recipe(tmp_path):
     }  # fmt: skip
     assert dataset["lr_scheduler"]["learning_rate"] == 0.01
     assert dataset["lr_scheduler"]["power"] == 0.9
-    assert dataset["inference"]["tta_axes"] == [0, 1, 2]
     transforms = dataset["train_dataset"]["transforms"]
     assert transforms[0]["type"] == "RandomCrop3D" and transforms[0]["fg_prob"] == 0.33
     kinds = [t["type"] for t in transforms[1:]]

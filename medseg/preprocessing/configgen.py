@@ -28,6 +28,7 @@ DEFAULT_ITERS = 15000  # MedicalSeg's schedule length for its 3D datasets
 # nnU-Net's default training recipe (nnUNetTrainer): SGD with Nesterov momentum 0.99, lr 1e-2
 # with poly decay and no warmup, weight decay 3e-5, gradient clipping at norm 12, Dice + CE with
 # deep supervision, a third of the patches centred on foreground, and its augmentation set.
+# (Mirroring at test time is not in the config: evaluation during training stays unmirrored.)
 ANISOTROPY_RATIO = 3.0  # nnU-Net rotates in-plane only when one spacing exceeds 3x another
 
 
@@ -86,7 +87,6 @@ def dataset_config(
             "overlap": 0.5,
             "batch_size": 1,
             "gaussian": True,
-            "tta_axes": [0, 1, 2],
         },
         optimizer={
             "type": "sgd",
