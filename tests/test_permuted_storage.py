@@ -1,8 +1,9 @@
 """A scan stored with permuted, flipped axes is the same scan: same network input, same mask.
 
-Issue 13 reported false kidney blobs on the phantom's permuted-storage cases. These tests pin
-what must hold for any storage order: preprocessing yields the identical array, and a model's
-prediction, mapped back to each file's own grid, is the same label map in physical space.
+Issue 13 reported false kidney blobs on the phantom's permuted-storage cases. Storage was not the
+cause (these tests pin that preprocessing yields the identical array and a model's prediction,
+mapped back to each file's own grid, the same label map in physical space): the blobs came from
+an inference window longer along z than those scans (last test).
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ import numpy as np
 import pytest
 import torch
 
+from medseg.cvlibs import Config
 from medseg.inference.case import logits_to_original_labels, predict_logits
-from medseg.inference.settings import InferenceSettings
+from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.models.unet3d import UNet3D
-from medseg.preprocessing.orientation import reorient, reorient_geometry, undo_reorient
+from medseg.preprocessing.orientation import (
+    lps_transform,
+    reorient,
+    reorient_geometry,
+    undo_reorient,
+)
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.recipe import Recipe
-from tests.conftest import PHANTOM_TOOL, load_tool
+from medseg.preprocessing.resample import resampled_shape
+from tests.conftest import PHANTOM_TOOL, REPO, load_tool
 
 # Array axes (z, y, x) stored as (y, x, z), with the new y reversed: a permuted, flipped file.
 STORAGE = ((1, 2, 0), (False, True, False))
@@ -61,3 +69,27 @@ def test_permuted_storage_gives_the_same_prediction_in_physical_space(case_and_c
     assert masks[0].shape == image.shape and masks[1].shape == image2.shape
     assert len(np.unique(masks[0])) > 1  # the untrained net still draws several classes
     np.testing.assert_array_equal(undo_reorient(masks[1], *STORAGE), masks[0])
+
+
+@pytest.mark.parametrize(
+    "config", ["vnet_phantom_32_48_48_600.yml", "unet3d_phantom_32_48_48_600.yml"]
+)
+def test_phantom_window_is_never_longer_than_a_scan_along_z(config):
+    """The cause of issue 13's false kidney blobs: a window of 48 slices on scans of 46-47.
+
+    The body runs through the top and bottom of every phantom scan; padding a too-short scan
+    with air makes a body end the network never saw in training.
+    """
+    phantom = load_tool(PHANTOM_TOOL)
+    target = phantom.RECIPE["target_spacing"]
+    shortest = min(
+        resampled_shape(reoriented.shape, reoriented.spacing, target)[0]
+        for seed in range(12)
+        for index in range(20)
+        for geometry in [
+            phantom.case_geometry(index, phantom.DEFAULT_SIZE, np.random.default_rng([seed, index]))
+        ]
+        for reoriented in [reorient_geometry(geometry, *lps_transform(geometry))]
+    )
+    settings = inference_settings(Config(REPO / "configs" / "phantom" / config).dic)
+    assert settings.patch_size[0] <= shortest
