@@ -19,9 +19,8 @@ from medseg.preprocessing.planning import (
 
 def _write(folder: Path, patch: list[int], device: str = "cpu", iters: int = 300) -> dict:
     plan = training_plan(device)
-    return write_configs(
-        folder, "liver", str(folder / "data"), 3, 1, patch, plan, {"vnet": iters, "unet3d": iters}
-    )
+    iters_by_model = dict.fromkeys(("vnet", "unet3d", "resencunet"), iters)
+    return write_configs(folder, "liver", str(folder / "data"), 3, 1, patch, plan, iters_by_model)
 
 
 def test_cpu_plan_is_narrow_with_a_small_patch_budget_and_a_time_budget():
@@ -55,12 +54,13 @@ def test_model_file_holds_the_plan_and_resolves(tmp_path):
         "liver_32_64_64.yml",
         "vnet_liver_32_64_64_420.yml",
         "unet3d_liver_32_64_64_420.yml",
+        "resencunet_liver_32_64_64_420.yml",
     ]
     assert set(done.values()) == {"written"}
     cfg = load_config_dict(tmp_path / "vnet_liver_32_64_64_420.yml")
     assert cfg["iters"] == 420 and cfg["batch_size"] == 2
     assert cfg["model"]["base_channels"] == 8 and cfg["model"]["conv_kernel"] == 3
-    assert cfg["lr_scheduler"]["warmup_iters"] == 42 and cfg["lr_scheduler"]["power"] == 0.9
+    assert cfg["lr_scheduler"]["power"] == 0.9 and len(cfg["loss"]["coef"]) == 4
     assert cfg["train_dataset"]["transforms"][0]["size"] == [32, 64, 64]
     assert cfg["inference"]["patch_size"] == [32, 64, 64]
 
@@ -89,7 +89,7 @@ def test_an_unedited_file_whose_generated_text_changed_is_updated(tmp_path):
     _write(tmp_path, [32, 64, 64])
     done = write_configs(
         tmp_path, "liver", str(tmp_path / "data"), 4, 1, [32, 64, 64], training_plan("cpu"),
-        {"vnet": 300, "unet3d": 300},
+        dict.fromkeys(("vnet", "unet3d", "resencunet"), 300),
     )  # fmt: skip
     assert done[tmp_path / "liver_32_64_64.yml"] == "updated"
     assert load_config_dict(tmp_path / "vnet_liver_32_64_64_300.yml")["model"]["num_classes"] == 4

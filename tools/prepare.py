@@ -437,16 +437,19 @@ def _write_plan_configs(
     width = training.widths["vnet"]["base_channels"]
     summary = f"training plan ({training.device}): patch {size}, batch {training.batch_size}"
     if seconds:
+        others = "; ".join(
+            f"{p}: {seconds[p]:.2f} s/iteration, {iters[p]} iterations"
+            for p in seconds
+            if p != "vnet"
+        )
         logger.info(
-            "%s, VNet width %d: %.2f s/iteration measured here, %d iterations ~ %s (UNet3D: "
-            "%.2f s/iteration, %d iterations)",
+            "%s, VNet width %d: %.2f s/iteration measured here, %d iterations ~ %s (%s)",
             summary,
             width,
             seconds["vnet"],
             iters["vnet"],
             _minutes(seconds["vnet"] * iters["vnet"]),
-            seconds["unet3d"],
-            iters["unet3d"],
+            others,
         )
     else:
         logger.info(

@@ -5,8 +5,8 @@ rerun with another plan never changes what an older file trains:
 
 - `<name>_<z>_<y>_<x>.yml`: data (MedicalDataset on the prepared folder), the planned patch as
   the training crop and the inference window, augmentation, optimizer, schedule and loss;
-- `vnet_<name>_<z>_<y>_<x>_<iters>.yml` and `unet3d_<name>_<z>_<y>_<x>_<iters>.yml`: the
-  model sized for the device, the batch size, the iterations and the warm-up.
+- `vnet_…`, `unet3d_…` and `resencunet_<name>_<z>_<y>_<x>_<iters>.yml`: the model sized for the
+  device with its deep-supervision loss weights, the batch size and the iterations.
 
 The plan (target spacing, median shape, device, measured seconds per iteration) is written as a
 comment at the top. Every file carries the hash of its generated text: a file whose text no
@@ -31,12 +31,46 @@ from medseg.utils.atomic import write_text_atomic
 STAMP = re.compile(r"^# medseg-generated (?P<digest>[0-9a-f]{16})\b.*$", re.MULTILINE)
 
 
+# nnU-Net's default training recipe (nnUNetTrainer): SGD with Nesterov momentum 0.99, lr 1e-2
+# with poly decay and no warmup, weight decay 3e-5, gradient clipping at norm 12, Dice + CE with
+# deep supervision, a third of the patches centred on foreground, and its augmentation set.
+# (Mirroring at test time is not in the config: evaluation during training stays unmirrored.)
+ANISOTROPY_RATIO = 3.0  # nnU-Net rotates in-plane only when one spacing exceeds 3x another
+
+
+def augmentations(target_spacing: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """nnU-Net's augmentation set after the crop, in its order; label-safe by construction.
+
+    Rotation (±30° in any plane, or only in-plane ±180° on anisotropic spacing) and scaling
+    (0.7-1.4), Gaussian noise, blur, brightness, contrast, low-resolution simulation, gamma and
+    mirroring along every axis, with nnU-Net's probabilities.
+    """
+    anisotropic = bool(
+        target_spacing and max(target_spacing) > ANISOTROPY_RATIO * min(target_spacing)
+    )
+    rotation: dict[str, Any] = {"type": "RandomRotation3D", "degrees": 30, "prob": 0.2}
+    if anisotropic:
+        rotation.update(degrees=180, rotate_planes=[[1, 2]])
+    return [
+        rotation,
+        {"type": "RandomZoom3D", "scale": [0.7, 1.4], "prob": 0.2},
+        {"type": "RandomGaussianNoise", "std": [0.0, 0.316], "prob": 0.1},
+        {"type": "RandomGaussianBlur", "sigma": [0.5, 1.0], "prob": 0.2},
+        {"type": "RandomScaleIntensity", "scale": [0.75, 1.25], "prob": 0.15},
+        {"type": "RandomContrast", "factor": [0.75, 1.25], "prob": 0.15},
+        {"type": "RandomLowResolution", "zoom": [0.5, 1.0], "prob": 0.25},
+        {"type": "RandomGamma", "gamma": [0.7, 1.5], "prob": 0.3},
+        {"type": "RandomFlip3D", "prob": 0.5, "per_axis": True},
+    ]
+
+
 def dataset_config(
     dataset_root: str,
     num_classes: int,
     patch_size: Sequence[int],
     base: str | None = None,
     ignore_labels: bool = False,
+    target_spacing: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The dataset-level config as a dict (see the module docstring)."""
     crop = {"type": "RandomCrop3D", "size": list(patch_size), "fg_prob": 0.33}
@@ -48,13 +82,7 @@ def dataset_config(
         train_dataset={
             **dataset,
             "mode": "train",
-            "transforms": [
-                crop,
-                {"type": "RandomRotation3D", "degrees": 15, "prob": 0.2},
-                {"type": "RandomFlip3D", "prob": 0.5},
-                {"type": "RandomScaleIntensity", "scale": [0.9, 1.1], "prob": 0.2},
-                {"type": "RandomGaussianNoise", "std": [0.0, 0.1], "prob": 0.1},
-            ],
+            "transforms": [crop, *augmentations(target_spacing)],
         },
         val_dataset={**dataset, "mode": "val", "transforms": []},
         inference={
@@ -63,10 +91,16 @@ def dataset_config(
             "batch_size": 1,
             "gaussian": True,
         },
-        optimizer={"type": "adamw", "weight_decay": 1.0e-4},
+        optimizer={
+            "type": "sgd",
+            "momentum": 0.99,
+            "nesterov": True,
+            "weight_decay": 3.0e-5,
+            "grad_clip_norm": 12.0,
+        },
         lr_scheduler={
             "type": "PolynomialDecay",
-            "learning_rate": 0.001,
+            "learning_rate": 0.01,
             "end_lr": 0,
             "power": 0.9,
         },
@@ -85,38 +119,35 @@ def dataset_config(
 
 
 def model_configs(
-    in_channels: int, num_classes: int, widths: dict[str, dict[str, int]]
+    in_channels: int, num_classes: int, widths: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """The `model:` node of each generated model file, by file prefix, at the plan's widths."""
+    """The `model:` node and deep-supervision loss weights of each generated model file.
+
+    `widths` (from the `TrainingPlan`) sizes each model for the device. Every model is
+    deep-supervised nnU-Net's way (outputs at their own resolution, weights halving per level,
+    the lowest dropped); the weights go in the model file's `loss.coef`.
+    """
+    # Imported here: the models import torch, and the rest of preprocessing stays torch-free.
+    from medseg.models.losses.deep_supervision import deep_supervision_weights
+    from medseg.models.resenc_unet import PRESETS
+
+    common = {"in_channels": in_channels, "num_classes": num_classes, "pretrained": None}
+    native = {"deep_supervision": True, "upsample_aux": False}
+    vnet = {"type": "VNet", "elu": False, **common, **widths["vnet"], **native}
+    unet = {"type": "UNet3D", **common, **widths["unet3d"], "num_levels": 4, "norm": "instance"}
+    resenc = {"type": "ResEncUNet", **common, **widths["resencunet"], "deep_supervision": True}
+    preset = widths["resencunet"].get("preset")
+    stages = PRESETS[preset].num_stages if preset else widths["resencunet"]["num_stages"]
     return {
-        "vnet": {
-            "type": "VNet",
-            "elu": False,
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            **widths["vnet"],
-            "pretrained": None,
-        },
-        "unet3d": {
-            "type": "UNet3D",
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            **widths["unet3d"],
-            "num_levels": 4,
-            "norm": "instance",
-            "pretrained": None,
-        },
+        "vnet": {"model": vnet, "loss": {"coef": deep_supervision_weights(4)}},
+        "unet3d": {"model": {**unet, **native}, "loss": {"coef": deep_supervision_weights(3)}},
+        "resencunet": {"model": resenc, "loss": {"coef": deep_supervision_weights(stages - 1)}},
     }
 
 
-def run_config(model: dict[str, Any], batch_size: int, iters: int) -> dict[str, Any]:
-    """The model file's own keys: the model, batch size, iterations and warm-up."""
-    return {
-        "batch_size": batch_size,
-        "iters": iters,
-        "lr_scheduler": {"warmup_iters": min(100, iters // 10)},
-        "model": model,
-    }
+def run_config(node: dict[str, Any], batch_size: int, iters: int) -> dict[str, Any]:
+    """A model file's own keys: batch size, iterations, the model and its loss weights."""
+    return {"batch_size": batch_size, "iters": iters, **node}
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -183,7 +214,7 @@ def write_configs(
     base: str | None = None,
     ignore_labels: bool = False,
 ) -> dict[Path, str]:
-    """Write the dataset file and the VNet and UNet3D model files.
+    """Write the dataset file and the VNet, UNet3D and ResEncUNet model files.
 
     Args:
         config_dir: Destination folder (created).
@@ -193,7 +224,7 @@ def write_configs(
         in_channels: Image channels (modalities).
         patch_size: Training crop and inference window (z, y, x).
         training: The device plan (model widths, batch size).
-        iters: Training iterations by model file prefix ("vnet", "unet3d").
+        iters: Training iterations by model file prefix ("vnet", "unet3d", "resencunet").
         plan: The plan from dataset.json, summarised in a comment.
         notes: One comment line per model file prefix (e.g. the measured step time).
         base: `_base_` of the dataset file (e.g. the global configs), or None.
@@ -212,16 +243,20 @@ def write_configs(
             f"patch {plan.get('patch_size')}."
         )
     dataset_file = config_dir / f"{stem}.yml"
-    config = dataset_config(dataset_root, num_classes, patch_size, base, ignore_labels)
+    spacing = (plan or {}).get("target_spacing")
+    config = dataset_config(
+        dataset_root, num_classes, patch_size, base, ignore_labels, target_spacing=spacing
+    )
     done = {dataset_file: write_config(dataset_file, header, config)}
-    for prefix, model in model_configs(in_channels, num_classes, training.widths).items():
+    for prefix, node in model_configs(in_channels, num_classes, training.widths).items():
         path = config_dir / f"{prefix}_{stem}_{iters[prefix]}.yml"
-        lines = [f"# Generated: the {model['type']} model for '{name}', {training.device} plan."]
+        kind = node["model"]["type"]
+        lines = [f"# Generated: the {kind} model for '{name}', {training.device} plan."]
         if notes and prefix in notes:
             lines.append(f"# {notes[prefix]}")
         body = {
             "_base_": dataset_file.name,
-            **run_config(model, training.batch_size, iters[prefix]),
+            **run_config(node, training.batch_size, iters[prefix]),
         }
         done[path] = write_config(path, lines, body)
     return done

@@ -22,11 +22,12 @@ Plan rules (nnU-Net's, written down):
 
 Training plan (`training_plan`): what fits the device the user trains on.
 
-- GPU: the patch budget above, VNet width 16 (UNet3D 32), batch 2, 15,000 iterations
-  (MedicalSeg's schedule length).
+- GPU: the patch budget above, VNet width 16 (UNet3D 32, ResEncUNet preset M), batch 2, 15,000
+  iterations (MedicalSeg's schedule length).
 - CPU: a patch budget of `CPU_MAX_VOXELS` (32×64×64), VNet width 8 with 3×3×3 convolutions
-  (UNet3D width 8), batch 2, and as many iterations as fit a time budget at the seconds per
-  iteration measured on this machine (`iterations_for_budget`).
+  (UNet3D width 8, a 5-stage ResEncUNet of widths 8-128), batch 2, and as many iterations as fit
+  a time budget at the seconds per iteration measured on this machine
+  (`iterations_for_budget`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ CPU_MAX_VOXELS = 32 * 64 * 64
 GPU_ITERS = 15000
 CPU_BUDGET_MINUTES = 5.0
 MIN_ITERS = 20
+# A narrow ResEncUNet for the CPU: 5 stages (sizes divisible by 16, like VNet), widths 8 to 128.
+CPU_RESENC = {"num_stages": 5, "base_channels": 8, "max_channels": 128, "blocks_per_stage": 2}
 SIGNIFICANT_DIGITS = 10
 
 
@@ -74,7 +77,7 @@ class TrainingPlan:
 
     device: str
     max_patch_voxels: int
-    widths: dict[str, dict[str, int]]
+    widths: dict[str, dict[str, Any]]
     batch_size: int = 2
     iters: int = GPU_ITERS
     budget_minutes: float | None = None
@@ -83,11 +86,19 @@ class TrainingPlan:
 def training_plan(device: str, budget_minutes: float | None = None) -> TrainingPlan:
     """The plan for `device` ("cpu" or "cuda"); iterations are sized later on the CPU."""
     if device == "cuda":
-        widths = {"vnet": {"base_channels": 16}, "unet3d": {"base_channels": 32}}
+        widths = {
+            "vnet": {"base_channels": 16},
+            "unet3d": {"base_channels": 32},
+            "resencunet": {"preset": "M"},
+        }
         return TrainingPlan(device, DEFAULT_MAX_VOXELS, widths)
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    widths = {"vnet": {"base_channels": 8, "conv_kernel": 3}, "unet3d": {"base_channels": 8}}
+    widths = {
+        "vnet": {"base_channels": 8, "conv_kernel": 3},
+        "unet3d": {"base_channels": 8},
+        "resencunet": CPU_RESENC,
+    }
     budget = CPU_BUDGET_MINUTES if budget_minutes is None else budget_minutes
     return TrainingPlan(device, CPU_MAX_VOXELS, widths, budget_minutes=budget)
 
