@@ -25,7 +25,7 @@ Training plan (`training_plan`): what fits the device the user trains on.
 - GPU: the patch budget above, VNet width 16 (UNet3D 32, ResEncUNet preset M), batch 2, 15,000
   iterations (MedicalSeg's schedule length).
 - CPU: a patch budget of `CPU_MAX_VOXELS` (32×64×64), VNet width 8 with 3×3×3 convolutions
-  (UNet3D width 8, a 5-stage ResEncUNet of widths 8-128), batch 2, and as many iterations as fit
+  (UNet3D width 8, a 4-stage ResEncUNet of widths 8-64), batch 2, and as many iterations as fit
   a time budget at the seconds per iteration measured on this machine
   (`iterations_for_budget`).
 """
@@ -58,8 +58,8 @@ CPU_MAX_VOXELS = 32 * 64 * 64
 GPU_ITERS = 15000
 CPU_BUDGET_MINUTES = 5.0
 MIN_ITERS = 20
-# A narrow ResEncUNet for the CPU: 5 stages (sizes divisible by 16, like VNet), widths 8 to 128.
-CPU_RESENC = {"num_stages": 5, "base_channels": 8, "max_channels": 128, "blocks_per_stage": 2}
+# A narrow ResEncUNet for the CPU: 4 stages (sizes divisible by 8), widths 8 to 64.
+CPU_RESENC = {"num_stages": 4, "base_channels": 8, "max_channels": 64, "blocks_per_stage": 2}
 SIGNIFICANT_DIGITS = 10
 
 
