@@ -158,13 +158,18 @@ def test_nsd_needs_a_tolerance_and_unknown_metrics_are_refused(tiny_config, caps
     assert "nsd_tolerance" in capsys.readouterr().err
 
 
-def test_without_config_the_model_folders_own_config_is_used(trained_run, val_run, tmp_path):
-    args = ["--model_path", str(trained_run / "best_model"), "--save_dir", str(tmp_path)]
-    assert val.main(args) == 0
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["config"] == str(trained_run / "best_model" / "config.yaml")
-    before = json.loads((val_run / "metrics.json").read_text())["class_dice"]
-    assert json.loads((tmp_path / "metrics.json").read_text())["class_dice"] == before
+def test_without_config_the_model_folders_own_config_is_used(trained_run, tmp_path):
+    own = trained_run / "best_model" / "config.yaml"
+    model = ["--model_path", str(trained_run / "best_model"), *FAST]
+    assert val.main([*model, "--save_dir", str(tmp_path / "implicit")]) == 0
+    assert val.main([*model, "--config", str(own), "--save_dir", str(tmp_path / "explicit")]) == 0
+    summary = json.loads((tmp_path / "implicit" / "summary.json").read_text())
+    assert summary["config"] == str(own)
+    scores = [
+        json.loads((tmp_path / k / "metrics.json").read_text()) for k in ("implicit", "explicit")
+    ]
+    assert scores[0] == scores[1]
+    assert "(the one the model was trained with)" in (tmp_path / "implicit" / "val.log").read_text()
 
 
 def test_weights_of_another_width_are_one_line_naming_the_training_config(
