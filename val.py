@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.cvlibs import Config, ConfigError
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
 from medseg.engine.cli import add_amp_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
@@ -62,19 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
-    from medseg.inference.settings import inference_settings
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
     try:
         cfg = Config(args.config, opts=args.opts)
-        dataset = cfg.val_dataset
-        if dataset is None:
-            raise ConfigError("missing required key", cfg.path, "val_dataset")
-        settings = inference_settings(cfg.dic, cfg.path)
+        dataset = DATASETS.build(cfg.node("val_dataset"))
+        settings = cfg.inference
         space = resolve_space(dataset, args.space)
         device = select_device(args.device)
-        model = cfg.model
+        model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from medseg.cvlibs.errors import ConfigError
+from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
@@ -130,28 +131,6 @@ def _classes(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str
     return classes
 
 
-def postprocess_ids(node: Any, num_classes: int, path: str | None) -> tuple[int, ...]:
-    """Validate a `postprocess:` mapping; returns its sorted `largest_component` class ids."""
-    node = node or {}
-    if not isinstance(node, dict):
-        raise ConfigError(f"expected a mapping, got {node!r}", path, "postprocess")
-    unknown = sorted(set(node) - {"largest_component"})
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {unknown}; accepted: largest_component", path, "postprocess"
-        )
-    ids = node.get("largest_component") or []
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and 0 < i < num_classes for i in ids
-    ):
-        raise ConfigError(
-            f"expected a list of foreground class ids (1..{num_classes - 1}), got {ids!r}",
-            path,
-            "postprocess.largest_component",
-        )
-    return tuple(sorted(set(ids)))
-
-
 def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     """Read and validate deploy.yaml; every error names the file and the key to fix."""
     path = Path(path)
@@ -208,8 +187,10 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         modalities=tuple(str(m) for m in modalities),
         classes=_classes(data, num_classes, where),
         recipe=recipe,
-        inference=inference_settings({"inference": _mapping(data, "inference", where)}, where),
-        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        inference=inference_settings(_mapping(data, "inference", where), where),
+        largest_component=postprocess_settings(
+            data.get("postprocess"), num_classes, where
+        ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
         source=dict(data.get("source") or {}),
     )

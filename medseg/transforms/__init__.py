@@ -4,7 +4,7 @@ Call contract: `image, label = t(image, label, rng)`, see `medseg.transforms.com
 the package registers every transform in `TRANSFORMS` under its class name.
 """
 
-from medseg.transforms.compose import Compose, RandomTransform, Transform
+from medseg.transforms.compose import Compose, RandomTransform, Transform, training_patch
 from medseg.transforms.intensity import (
     Normalize,
     RandomContrast,
@@ -36,4 +36,5 @@ __all__ = [
     "RandomTransform",
     "Resize3D",
     "Transform",
+    "training_patch",
 ]

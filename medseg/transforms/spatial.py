@@ -156,6 +156,8 @@ class Resize3D(Transform):
         keep_z: Keep the input's z extent and resize only y and x (MedicalSeg's 2.5-D option).
     """
 
+    patch_argument = "size"
+
     def __init__(self, size: int | Sequence[int], order: int = 1, keep_z: bool = False):
         triple = to_triple(size, "Resize3D.size")
         self.size = triple[0] if isinstance(size, (int, np.integer)) else triple
@@ -199,6 +201,8 @@ class RandomResizedCrop3D(Transform):
     """
 
     needs_rng = True
+
+    patch_argument = "size"
 
     def __init__(
         self,
@@ -263,6 +267,8 @@ class RandomCrop3D(Transform):
     """
 
     needs_rng = True
+
+    patch_argument = "size"
 
     def __init__(
         self,
