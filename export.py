@@ -26,6 +26,7 @@ import numpy as np
 
 from medseg import __version__
 from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.engine.cli import add_device_argument
 from medseg.inference.deploy_config import DeployConfig
 from medseg.utils.atomic import atomic_path
 from medseg.utils.logging import setup_logging
@@ -63,9 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the graph returns class probabilities instead of logits",
     )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument(
-        "--device", default="cpu", help="torch device for tracing: cpu, cuda or auto"
-    )
+    add_device_argument(parser, default="cpu")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
 

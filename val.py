@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
-from medseg.engine.cli import add_amp_arguments
+from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.val")
-
-SPACES = ("auto", "original", "preprocessed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,19 +31,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/val", help="where results are written")
     add_metric_arguments(parser, "Dice is always included")
-    parser.add_argument(
-        "--space",
-        choices=SPACES,
-        default="auto",
-        help="score on the scans' own grid (original), the preprocessed grid, or auto (original "
-        "when dataset.json records every case's source label; what training uses)",
-    )
+    add_eval_space_argument(parser)
     parser.add_argument(
         "--save_predictions",
         action="store_true",
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(parser)
     add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = parser.parse_args(argv)
@@ -69,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config(args.config, opts=args.opts)
         dataset = DATASETS.build(cfg.node("val_dataset"))
         settings = cfg.inference
-        space = resolve_space(dataset, args.space)
+        space = resolve_space(dataset, args.eval_space)
         device = select_device(args.device)
         model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)

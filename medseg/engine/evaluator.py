@@ -31,10 +31,10 @@ from medseg.metrics import compute_case_metrics, summarize
 from medseg.metrics.folder import read_label_map
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import PreprocessRecord, preprocessed_geometry
+from medseg.utils.vocabulary import EVAL_SPACES, choose, label_dtype
 
 logger = logging.getLogger(__name__)
 
-SPACES = ("auto", "original", "preprocessed")
 
 # Called with (case id, predicted label map, its geometry) for every case evaluated.
 PredictionSink = Callable[[str, np.ndarray, Geometry], None]
@@ -56,8 +56,7 @@ def resolve_space(dataset: Any, space: str = "auto") -> str:
     Raises:
         ValueError: for an unknown space, or "original" when some case lacks a record or source.
     """
-    if space not in SPACES:
-        raise ValueError(f"evaluation space must be one of {', '.join(SPACES)}, got '{space}'")
+    space = choose(space, EVAL_SPACES, "evaluation space")
     if space == "preprocessed":
         return space
     lacking = []
@@ -133,7 +132,7 @@ def _preprocessed_case(
 ) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """(prediction, reference, geometry) of one case on the preprocessed grid."""
     geometry = preprocessed_geometry(_case_record(dataset, case_id, logits))
-    prediction = logits.argmax(axis=0).astype(np.uint8 if len(logits) <= 256 else np.int16)
+    prediction = logits.argmax(axis=0).astype(label_dtype(len(logits) - 1))
     return prediction, label, geometry
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from medseg.metrics.case import compute_case_metrics
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE, READ_EXTENSIONS, Geometry, read_volume
+from medseg.utils.vocabulary import label_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,11 @@ def as_label_map(array: np.ndarray, source: str | os.PathLike) -> np.ndarray:
                 f"{source}: stored as {array.dtype} with value {array[bad].flat[0]}, which is "
                 "not a label id (ids are whole numbers >= 0); is this a probability map or image?"
             )
-        high = float(array.max()) if array.size else 0.0
-        return array.astype(np.uint8 if high <= 255 else np.int32)
+        high = int(array.max()) if array.size else 0
+        try:
+            return array.astype(label_dtype(high))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
     raise ValueError(f"{source}: expected an integer label map, got dtype {array.dtype}")
 
 

@@ -32,6 +32,7 @@ IGNORE_INDEX = 255
 # Where a model runs. "cuda" (PyTorch's name) is accepted as another spelling of "gpu".
 DEVICES = ("auto", "cpu", "gpu")
 DEVICE_ALIASES = {"cuda": "gpu"}
+DEVICE_CHOICES = (*DEVICES, *DEVICE_ALIASES)  # what a --device flag accepts
 
 # Where a prediction is scored: on each scan's own grid, or on the preprocessed grid;
 # "auto" takes "original" when the dataset records how to invert its preprocessing.
