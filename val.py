@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(save_dir / "val.log")
     from medseg.engine.checkpoint import load_model_weights
     from medseg.engine.evaluator import evaluate, resolve_space
-    from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
+    from medseg.metrics.report import format_table, write_results
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
@@ -102,35 +102,32 @@ def main(argv: list[str] | None = None) -> int:
         on_prediction=save_prediction if args.save_predictions else None,
     )
     extra = {
-        "space": result["space"],
         "model_path": str(args.model_path),
         "config": cfg.path,
-        "metrics": metrics,
         "nsd_tolerance": args.nsd_tolerance,
         "inference": settings.to_dict(),
-        "errors": result["errors"],
     }
     if args.save_predictions:
-        extra["predictions"] = {"folder": str(prediction_dir), "grid": result["space"]}
-    write_results(save_dir, result["rows"], result["summary"], extra)
+        extra["predictions"] = {"folder": str(prediction_dir), "grid": result.space}
+    write_results(save_dir, result, extra)
     write_text_atomic(
         save_dir / "metrics.json",
         json.dumps(
             {
-                "mean_dice": result["mean_dice"],
-                "class_dice": result["class_dice"],
-                "space": result["space"],
+                "mean_dice": result.mean_dice,
+                "class_dice": result.class_dice,
+                "space": result.space,
             },
             indent=2,
         ),
     )
-    print(format_table(result["summary"], metrics))
-    if result["errors"]:
+    print(format_table(result))
+    if result.errors:
         logger.error(
             "%d of %d cases could not be scored (listed in summary.json): %s",
-            len(result["errors"]),
+            len(result.errors),
             len(dataset),
-            ", ".join(error["case"] for error in result["errors"]),
+            ", ".join(error.case for error in result.errors),
         )
         return 1
     logger.info("results in %s", save_dir)

@@ -100,11 +100,11 @@ def test_two_gloo_ranks_hold_identical_weights_and_reduce_metrics_exactly(tiny_c
         torch.device("cpu"),
         progress=False,
     )
-    assert len({row["case"] for row in single["rows"]}) == 5
+    assert len({case.case for case in single.cases}) == 5
     for result in (rank0["result"], rank1["result"]):
-        assert result["rows"] == single["rows"]
-        assert result["mean_dice"] == single["mean_dice"]
-        assert result["summary"] == single["summary"]
+        assert result.rows() == single.rows()
+        assert result.mean_dice == single.mean_dice
+        assert result.summary == single.summary
 
 
 def spawn_train_main(rank: int, port: int, argv: list[str], bad_rank_argv: list[str], out: str):

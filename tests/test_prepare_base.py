@@ -23,8 +23,8 @@ from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.download import download, file_digest
 from medseg.preprocessing.io import write_volume
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError, run_cases
 from medseg.preprocessing.splits import kfold_cases, split_cases
+from medseg.utils.parallel import WorkerDiedError, run_cases
 from tests._prepare_data import geometry, write_nnunet
 
 OPTIONS = PrepareOptions(

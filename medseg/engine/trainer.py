@@ -45,6 +45,7 @@ from medseg.engine.distributed import (
 from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
+from medseg.metrics.results import EvaluationResult
 from medseg.models.losses import build_losses
 from medseg.models.losses.computation import loss_computation
 from medseg.optim import build_lr_scheduler, build_optimizer
@@ -323,7 +324,7 @@ class Trainer:
         self.scheduler.step()
         return loss_value, terms
 
-    def validate(self) -> dict[str, Any]:
+    def validate(self) -> EvaluationResult:
         """Score the current weights on the validation set (`evaluate`'s result, on every rank).
 
         Each rank predicts every world_size-th case; the per-case rows are gathered and
@@ -352,19 +353,19 @@ class Trainer:
 
     def _evaluate(self, iteration: int, writer: ScalarWriter) -> None:
         result = self.validate()
-        if result["errors"]:
+        if result.errors:
             logger.warning(
                 "[EVAL] %d case(s) could not be scored and are left out of the mean: %s",
-                len(result["errors"]),
-                ", ".join(error["case"] for error in result["errors"]),
+                len(result.errors),
+                ", ".join(error.case for error in result.errors),
             )
-        mean_dice = result["mean_dice"]
-        per_class = ", ".join(f"{name} {value:.4f}" for name, value in result["class_dice"].items())
+        mean_dice = result.mean_dice
+        per_class = ", ".join(f"{name} {value:.4f}" for name, value in result.class_dice.items())
         logger.info(
             "[EVAL] iter %d: mean foreground Dice %.4f (%s space; %s)",
             iteration,
             mean_dice,
-            result["space"],
+            result.space,
             per_class,
         )
         writer.add_scalar("Evaluate/mean_dice", mean_dice, iteration)

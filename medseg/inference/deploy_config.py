@@ -23,11 +23,12 @@ from typing import Any
 
 import yaml
 
-from medseg.cvlibs.errors import ConfigError
+from medseg.cvlibs.errors import ConfigError, checked
 from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.vocabulary import positive_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
 MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset")
@@ -100,10 +101,7 @@ class DeployConfig:
 
 
 def _positive_int(node: dict[str, Any], key: str, path: str) -> int:
-    value = node.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"model.{key}")
-    return value
+    return checked(positive_int, node.get(key), path, f"model.{key}")
 
 
 def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg.utils.vocabulary import int_triple
+from medseg.utils.vocabulary import int_triple, positive_int
 
 AXES = ("Z", "Y", "X")
 Triple = tuple[int, int, int]
@@ -132,5 +132,4 @@ def decode(
 def check_positive_ints(model: str, **values: object) -> None:
     """Raise a ValueError naming the first constructor argument that is not a positive int."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{model} {name} must be a positive int, got {value!r}")
+        positive_int(value, f"{model} {name}")

@@ -55,12 +55,12 @@ from medseg.preprocessing.cases import (
 )
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import run_cases
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.splits import kfold_cases, split_cases
 from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.parallel import run_cases
 
 logger = logging.getLogger(__name__)
 
