@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.cvlibs import MODELS, Config, ConfigError
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
 from medseg.models.losses import CrossEntropyLoss, DiceLoss, MixedLoss, build_losses
 from medseg.optim import build_lr_scheduler, build_optimizer
 
@@ -195,3 +195,14 @@ def test_grad_clip_norm(tmp_path):
     assert cfg.grad_clip_norm == 2.5
     model = MODELS.build(cfg.model)
     assert isinstance(build_optimizer(cfg.optimizer, model, cfg.learning_rate), torch.optim.SGD)
+
+
+def test_unknown_nested_transform_suggests_from_the_transforms(tmp_path):
+    path = write(tmp_path, "train_dataset: {type: MedicalDataset, transforms: [type: RandomFlip]}")
+    cfg = Config(path, opts=["train_dataset.dataset_root=/nowhere"])
+    with pytest.raises(ConfigError) as err:
+        DATASETS.build(cfg.train_dataset)
+    message = str(err.value)
+    assert "--opts 'train_dataset.dataset_root=/nowhere'" not in message  # the key is the file's
+    assert "c.yml at key 'train_dataset.transforms.0.type'" in message
+    assert "unknown transforms type 'RandomFlip'. Did you mean 'RandomFlip3D'?" in message

@@ -12,6 +12,7 @@ from typing import Any
 from medseg.cvlibs.errors import ConfigError
 from medseg.cvlibs.registry import ALL_REGISTRIES, Registry
 from medseg.cvlibs.sources import ConfigNode, Sources
+from medseg.utils.vocabulary import closest
 
 
 def build(
@@ -76,7 +77,10 @@ def _lookup(type_name: Any, registry: Registry, key: str, sources: Sources) -> A
     for other in ALL_REGISTRIES:
         if type_name in other:
             return other.get(type_name)
-    raise ConfigError(registry.unknown_message(type_name), path=path, key=key)
+    # Suggest from the registry that has a close name (a transform inside a dataset node).
+    suggesting = [registry, *(r for r in ALL_REGISTRIES if r is not registry)]
+    closest_in = next((r for r in suggesting if closest(type_name, r.names)), registry)
+    raise ConfigError(closest_in.unknown_message(type_name), path=path, key=key)
 
 
 def _build_nested(value: Any, registry: Registry, key: str, sources: Sources) -> Any:
