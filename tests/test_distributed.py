@@ -237,6 +237,7 @@ def test_slow_data_loading_is_warned_about(tiny_config, tmp_path, caplog):
 
     trainer = Trainer(Config(tiny_config), TrainOptions(tmp_path, torch.device("cpu")))
     trainer._windows_logged, trainer._last_data_warning = 0, -100
+    caplog.clear()  # building may warn (a warm-up longer than the 20-iteration run is shortened)
     with caplog.at_level("WARNING"):
         trainer._warn_if_starved(0.5, 1.0)  # first window: worker start-up, never warned
         trainer._warn_if_starved(0.1, 1.0)  # 10%: fine
