@@ -173,6 +173,7 @@ def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
     """Collect what inference needs from the config, the model and the dataset description."""
+    from medseg.inference.settings import MIRROR_AXES
     from medseg.preprocessing.recipe import Recipe
 
     info = _dataset_info(cfg)
@@ -184,7 +185,7 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = cfg.inference
+    settings = cfg.inference_settings(MIRROR_AXES)  # the runner mirrors by default
     _check_patch(settings.patch_size, model, cfg.where("inference"))
     names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
     return DeployConfig(

@@ -222,7 +222,15 @@ class Config:
 
     @property
     def inference(self) -> Any:
+        """The sliding-window settings as written (`inference_settings()` with no defaults)."""
+        return self.inference_settings()
+
+    def inference_settings(self, default_tta_axes: tuple[int, ...] = ()) -> Any:
         """The sliding-window settings (`inference:`; the window defaults to the training patch).
+
+        Args:
+            default_tta_axes: Mirror axes when the config sets no `inference.tta_axes`
+                (val.py and export.py pass `MIRROR_AXES`; training evaluation does not).
 
         Returns:
             `medseg.inference.settings.InferenceSettings`.
@@ -232,7 +240,9 @@ class Config:
 
         node = self.node("inference", required=False)
         transforms = (self._data.get("train_dataset") or {}).get("transforms")
-        return inference_settings(node, self.where("inference"), training_patch(transforms))
+        return inference_settings(
+            node, self.where("inference"), training_patch(transforms), default_tta_axes
+        )
 
     @property
     def postprocess(self) -> Any:

@@ -8,6 +8,11 @@ from typing import Any
 from medseg.cvlibs.errors import ConfigError, checked
 from medseg.utils.vocabulary import int_triple, positive_int
 
+# Mirroring along every spatial axis: what val.py and export.py (hence the deploy runner) use
+# when the config sets no `inference.tta_axes` (nnU-Net's default); training-time evaluation
+# does not mirror unless the config says so.
+MIRROR_AXES = (0, 1, 2)
+
 
 @dataclass(frozen=True)
 class InferenceSettings:
@@ -28,7 +33,10 @@ class InferenceSettings:
 
 
 def inference_settings(
-    node: Any, path: str | None = None, default_patch: Any = None
+    node: Any,
+    path: str | None = None,
+    default_patch: Any = None,
+    default_tta_axes: tuple[int, ...] = (),
 ) -> InferenceSettings:
     """Validate an `inference:` mapping into `InferenceSettings`, with errors naming the key.
 
@@ -36,6 +44,7 @@ def inference_settings(
         node: The mapping (None or empty: every default).
         path: Where it was written (a file, or the `--opts` entry), for error messages.
         default_patch: Window size when the mapping sets none (a config's training patch).
+        default_tta_axes: Mirror axes when the mapping sets no `tta_axes` (e.g. `MIRROR_AXES`).
     """
     if node is not None and not isinstance(node, dict):
         raise ConfigError(f"expected a mapping, got {node!r}", path, "inference")
@@ -53,7 +62,8 @@ def inference_settings(
         overlap = -1.0
     if not 0 <= overlap < 1:
         raise ConfigError("expected a number with 0 <= overlap < 1", path, "inference.overlap")
-    tta_axes = tuple(node.pop("tta_axes", ()) or ())
+    tta_axes = node.pop("tta_axes", None)
+    tta_axes = tuple(default_tta_axes) if tta_axes is None else tuple(tta_axes)
     if not all(a in (0, 1, 2) for a in tta_axes):
         raise ConfigError(
             f"expected spatial axes among 0, 1, 2 (z, y, x), got {list(tta_axes)}",
