@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
-from medseg.preprocessing.nifti_integrity import check_nifti_complete
+from medseg.preprocessing.nifti_integrity import check_nifti_complete, count_nonfinite
 from medseg.utils.atomic import atomic_path
 
 READ_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -184,7 +184,30 @@ def _read_image(path: Path) -> sitk.Image:
         voxels = int(np.prod(image.GetSize(), dtype=np.int64))
         pixel_bytes = image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
         check_nifti_complete(path, voxels * pixel_bytes)
+    _check_finite(path, image)
     return image
+
+
+def _check_finite(path: Path, image: sitk.Image) -> None:
+    """Refuse NaN or infinite voxels, naming the file.
+
+    They would pass as intensities (SimpleITK's NIfTI reader even reads them as 0) and shift
+    the crop, the normalisation and the planned CT window.
+    """
+    if "float" not in image.GetPixelIDTypeAsString():
+        return
+    if _extension(path) in (".nii", ".nii.gz"):
+        bad = count_nonfinite(path)
+    else:
+        values = sitk.GetArrayViewFromImage(image)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        voxels = (
+            int(np.prod(image.GetSize(), dtype=np.int64)) * image.GetNumberOfComponentsPerPixel()
+        )
+        raise ValueError(
+            f"{path}: holds {bad} NaN or infinite voxel(s) of {voxels}; fix or drop the scan"
+        )
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
