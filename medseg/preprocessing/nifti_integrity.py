@@ -53,12 +53,14 @@ def _decompressed_length(path: Path, needed: int) -> int:
     return total
 
 
-def check_nifti_complete(path: str | Path, data_bytes: int) -> None:
+def check_nifti_complete(path: str | Path, data_bytes: int, written: bool = False) -> None:
     """Raise ValueError, naming the file, if it holds fewer than its header's voxel bytes.
 
     Args:
         path: A .nii or .nii.gz file that SimpleITK has read.
         data_bytes: The byte size of the image SimpleITK returned (voxels × components × bytes).
+        written: The file was just written as one gzip member: its trailer must match exactly
+            (a cut trailer is refused too, which a reader can forgive).
     """
     path = Path(path)
     compressed = path.name.lower().endswith(".gz")
@@ -72,8 +74,14 @@ def check_nifti_complete(path: str | Path, data_bytes: int) -> None:
     if compressed:
         with open(path, "rb") as raw:
             raw.seek(-4, 2)
-            if struct.unpack("<I", raw.read(4))[0] == needed % 2**32:
+            trailer = struct.unpack("<I", raw.read(4))[0]
+            if trailer == needed % 2**32:
                 return
+        if written:
+            raise ValueError(
+                f"{path}: truncated: the gzip trailer records {trailer} bytes, the header and "
+                f"voxels need {needed}"
+            )
         held = _decompressed_length(path, needed)
     else:
         held = path.stat().st_size

@@ -63,7 +63,8 @@ from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.splits import kfold_cases, split_cases
-from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from medseg.utils.paths import output_inside_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,12 @@ def prepare_cases(
         PreparationError: when a case failed and `allow_failures` is False (after writing).
     """
     output_dir = Path(output_dir).absolute()
+    sources = {p.parent for files in cases.values() for p in (*files.images, files.label)}
+    problem = output_inside_inputs(output_dir, sorted(sources), "output_dir")
+    if problem is not None:
+        raise ValueError(problem)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir, ("", "images", "labels", "records", "folds"))
     (output_dir / "dataset.json").unlink(missing_ok=True)
     labels = check_labels(dict(labels), name)
     rules = label_rules or LabelRules()
