@@ -174,7 +174,7 @@ def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
     """Collect what inference needs from the config, the model and the dataset description."""
-    from medseg.inference.settings import inference_settings
+    from medseg.inference.settings import MIRROR_AXES, inference_settings
     from medseg.preprocessing.recipe import Recipe
 
     info = _dataset_info(cfg)
@@ -186,7 +186,7 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = inference_settings(cfg.dic, cfg.path)
+    settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)  # the runner mirrors by default
     _check_patch(settings.patch_size, model, cfg.path)
     names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
     return DeployConfig(
