@@ -50,6 +50,7 @@ from medseg.metrics.results import EvaluationResult
 from medseg.models.losses import build_losses
 from medseg.models.losses.computation import loss_computation
 from medseg.optim import build_lr_scheduler, build_optimizer
+from medseg.utils.atomic import remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -402,6 +403,8 @@ class Trainer:
         """
         self.net.train()
         main = self.dist.is_main
+        if main:
+            remove_stale_temporaries(self.opt.save_dir)
         writer = ScalarWriter(
             self.opt.save_dir, self.opt.use_vdl and main, self.opt.use_tensorboard and main
         )
