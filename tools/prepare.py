@@ -52,7 +52,6 @@ from medseg.preprocessing.configgen import (
 )
 from medseg.preprocessing.download import download
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError
 from medseg.preprocessing.planning import (
     MIN_ITERS,
     TrainingPlan,
@@ -62,6 +61,7 @@ from medseg.preprocessing.planning import (
 from medseg.preprocessing.prepare import PreparationError, prepare_raw
 from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
+from medseg.utils.parallel import WorkerDiedError
 
 logger = logging.getLogger("prepare")
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from medseg.preprocessing.cases import IGNORE_INDEX
 from medseg.preprocessing.planning import TrainingPlan
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.vocabulary import IGNORE_INDEX
 
 STAMP = re.compile(r"^# medseg-generated (?P<digest>[0-9a-f]{16})\b.*$", re.MULTILINE)
 
