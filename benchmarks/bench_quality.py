@@ -51,12 +51,13 @@ TRAINER = "nnUNetTrainer_medsegBench"
 TRAINER_SOURCE = '''"""Written by medseg's benchmarks/bench_quality.py: a short nnUNetTrainer."""
 import os
 
+import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class nnUNetTrainer_medsegBench(nnUNetTrainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         total = int(os.environ["MEDSEG_BENCH_ITERS"])
         self.num_iterations_per_epoch = min(total, {per_epoch})
         self.num_epochs = max(total // self.num_iterations_per_epoch, 1)
@@ -120,7 +121,7 @@ def _medseg(model: str, iters: int, seed: int, train: Path, test: Path, work: Pa
     _run(
         [sys.executable, str(REPO / "val.py"), "--config", str(CONFIGS[model]), "--model_path",
          str(out / f"iter_{iters}" / "model.pth"), "--save_dir", str(out / "test"),
-         "--save_predictions", *data, "val_dataset.dataset_root=test/preprocessed",
+         "--save_predictions", "--no_tta", *data, "val_dataset.dataset_root=test/preprocessed",
          "val_dataset.file_list=all_list.txt"],
         work / f"medseg_{model}_{iters}_val.log",
     )  # fmt: skip
