@@ -42,9 +42,10 @@ from medseg.preprocessing.pipeline import (
     preprocess_case,
     probabilities_to_original_labels,
 )
-from medseg.utils.atomic import atomic_path
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
+from medseg.utils.vocabulary import DEVICE_CHOICES
 
 logger = logging.getLogger("medseg.infer")
 
@@ -79,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save_dir", default="output/predictions", help="where label maps go")
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "gpu"),
+        choices=DEVICE_CHOICES,
         default="auto",
         help="auto and gpu use onnxruntime's CUDA provider when usable, else the CPU (gpu also "
         "shows why CUDA could not load)",
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", problem)
         return 2
     setup_logging(save_dir / "infer.log")
+    remove_stale_temporaries(save_dir)
     index, count = args.shard
     cases = cases[index::count]
     if not cases:
