@@ -27,6 +27,7 @@ import numpy as np
 from medseg import __version__
 from medseg.cvlibs import Config, ConfigError
 from medseg.inference.deploy_config import DeployConfig, postprocess_ids
+from medseg.preprocessing.description import DatasetDescription
 from medseg.utils.atomic import atomic_path
 from medseg.utils.logging import setup_logging
 
@@ -144,17 +145,17 @@ def export_onnx(graph: Any, path: Path, sample: np.ndarray, opset: int, output: 
         return _check(tmp, graph, sample)
 
 
-def _dataset_info(cfg: Config) -> dict[str, Any]:
-    """The training dataset's dataset.json, which holds the preprocessing recipe."""
-    info = cfg.train_dataset.info
-    if not info.get("recipe"):
+def _dataset_description(cfg: Config) -> DatasetDescription:
+    """The training dataset's description, which holds the preprocessing recipe."""
+    description = cfg.train_dataset.description
+    if description.recipe is None:
         raise ConfigError(
-            "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
+            f"{description.path} records no preprocessing recipe; prepare the dataset with "
             "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
             cfg.path,
             "train_dataset.dataset_root",
         )
-    return info
+    return description
 
 
 def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
@@ -175,29 +176,27 @@ def build_deploy_config(
 ) -> DeployConfig:
     """Collect what inference needs from the config, the model and the dataset description."""
     from medseg.inference.settings import inference_settings
-    from medseg.preprocessing.recipe import Recipe
 
-    info = _dataset_info(cfg)
-    modalities = list(info.get("modalities") or [])
+    description = _dataset_description(cfg)
+    modalities = description.modalities
     if len(modalities) != model.in_channels:
         raise ConfigError(
-            f"the model takes {model.in_channels} channel(s) but dataset.json lists modalities "
-            f"{modalities}",
+            f"the model takes {model.in_channels} channel(s) but {description.path} lists "
+            f"modalities {list(modalities)}",
             cfg.path,
             "model.in_channels",
         )
     settings = inference_settings(cfg.dic, cfg.path)
     _check_patch(settings.patch_size, model, cfg.path)
-    names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,
         output="probabilities" if args.with_softmax else "logits",
         input_channels=model.in_channels,
         num_classes=model.num_classes,
         opset=args.opset,
-        modalities=tuple(modalities),
-        classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
-        recipe=Recipe.from_dict(info["recipe"]),
+        modalities=modalities,
+        classes=dict(enumerate(description.class_names(model.num_classes))),
+        recipe=description.recipe,
         inference=settings,
         largest_component=postprocess_ids(cfg.dic.get("postprocess"), model.num_classes, cfg.path),
         medseg_version=__version__,

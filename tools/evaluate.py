@@ -26,8 +26,8 @@ from medseg.engine.report import format_table, named_rows, write_results
 from medseg.metrics import summarize
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.metrics.folder import evaluate_folders
+from medseg.preprocessing.description import read_class_names
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
-from medseg.utils.label_names import read_label_names
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.evaluate")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(save_dir / "evaluate.log")
     metrics = list(dict.fromkeys(args.metrics))
     try:
-        names = read_label_names(args.label_names) if args.label_names else {}
+        names = read_class_names(args.label_names) if args.label_names else {}
         result = evaluate_folders(
             args.pred_dir,
             args.gt_dir,

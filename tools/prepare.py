@@ -46,7 +46,7 @@ from medseg.preprocessing.configgen import DEFAULT_ITERS, write_configs
 from medseg.preprocessing.download import download
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.parallel import WorkerDiedError
-from medseg.preprocessing.prepare import PreparationError, prepare_raw
+from medseg.preprocessing.prepare import PreparationError, PrepareSettings, prepare_raw
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("prepare")
@@ -258,21 +258,19 @@ def run(
     for case, why in sorted(raw.problems.items()):
         logger.error("case '%s' cannot be prepared: %s", case, why)
     status = 0
+    settings = PrepareSettings(
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        folds=args.folds,
+        num_workers=args.num_workers,
+        allow_failures=args.allow_failures,
+    )
     try:
-        description = prepare_raw(
-            raw,
-            output_dir,
-            options,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            num_workers=args.num_workers,
-            folds=args.folds,
-            allow_failures=args.allow_failures,
-        )
+        description = prepare_raw(raw, output_dir, options, settings)
     except PreparationError as err:
         description, status = err.description, 1
-        if "cases" not in description:
+        if description is None:
             logger.error("%s", err)
             return 1
     except (ValueError, WorkerDiedError) as err:
@@ -285,17 +283,17 @@ def run(
             config_dir,
             name,
             dataset_root,
-            description["num_classes"],
-            len(description["modalities"]),
-            description["plan"]["patch_size"],
-            plan=description["plan"],
+            len(description.labels),
+            len(description.modalities),
+            description.plan["patch_size"],
+            plan=description.plan,
             iters=args.iters,
             base=base,
-            ignore_labels=bool(description["label_rules"]["ignore_labels"]),
+            ignore_labels=bool(description.label_rules.ignore_labels),
         )
         logger.info("configs written: %s", ", ".join(str(p) for p in written))
         logger.info("train with: python train.py --config %s --do_eval", written[1])
-    failed = description["failed_cases"]
+    failed = description.failed_cases
     if failed:
         logger.error("%d case(s) failed: %s", len(failed), ", ".join(sorted(failed)))
     return status

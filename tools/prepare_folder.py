@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prepare
 
 from medseg.preprocessing.cases import CaseFiles, RawDataset, check_labels
+from medseg.preprocessing.description import read_class_names
 from medseg.preprocessing.io import READ_EXTENSIONS
-from medseg.utils.label_names import read_label_names
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -64,7 +64,7 @@ def _volumes(folder: Path) -> dict[str, Path]:
 def read_labels_arg(names: list[str] | None, labels_json: str | None) -> dict[int, str]:
     """Class names by id from --label_names or a JSON file ({"0": "background"} or nnU-Net's)."""
     if labels_json:
-        return check_labels(read_label_names(labels_json), labels_json)
+        return check_labels(read_class_names(labels_json), labels_json)
     if not names:
         raise ValueError("give the class names: --label_names background ... or --labels_json")
     return check_labels(dict(enumerate(names)), "--label_names")

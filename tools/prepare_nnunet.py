@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import prepare
 
-from medseg.preprocessing.prepare import read_nnunet_raw
+from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 
 
 def main(argv: list[str] | None = None) -> int:
