@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PHANTOM_TOOL = REPO / "tools" / "prepare_phantom.py"
 VNET_CONFIG = REPO / "configs" / "phantom" / "vnet_phantom_32_48_48_600.yml"
 SMALL_PHANTOM = ["--num_cases", "6", "--size", "64", "64", "24"]
 
@@ -26,7 +25,9 @@ def load_tool(path: Path):
 def phantom_dir(tmp_path_factory) -> Path:
     """6 small phantom cases: raw/ (nnU-Net layout) and preprocessed/ (train and val lists)."""
     output = tmp_path_factory.mktemp("phantom")
-    assert load_tool(PHANTOM_TOOL).main([*SMALL_PHANTOM, "--output_dir", str(output)]) == 0
+    from medseg.preparation import phantom
+
+    assert phantom.main([*SMALL_PHANTOM, "--output_dir", str(output)]) == 0
     return output
 
 

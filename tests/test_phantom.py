@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medseg.preparation import phantom as phantom_module
 from medseg.preprocessing.description import load_description
 from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 from medseg.preprocessing.io import read_volume, write_volume
@@ -15,16 +15,12 @@ from medseg.preprocessing.pipeline import invert_label
 from medseg.preprocessing.prepare import PrepareSettings, prepare_cases
 from medseg.preprocessing.recipe import Recipe
 
-TOOL = Path(__file__).parents[1] / "tools" / "prepare_phantom.py"
 SMALL = ["--size", "64", "64", "24"]  # 2 × 2 × 5 mm raw voxels: fast, same anatomy
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    spec = importlib.util.spec_from_file_location("prepare_phantom", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return phantom_module
 
 
 @pytest.fixture(scope="module")

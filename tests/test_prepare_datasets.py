@@ -3,6 +3,7 @@ each dataset's real folder layout and file naming, offline, end to end."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
@@ -19,17 +20,15 @@ from medseg.preprocessing.description import load_description
 from medseg.preprocessing.download import file_digest
 from medseg.preprocessing.io import Geometry, read_volume, to_sitk, write_volume
 from medseg.preprocessing.pipeline import invert_label
-from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / "tools"
 SHAPE = (8, 24, 24)  # z, y, x
 
 
 @pytest.fixture(scope="module")
 def tools():
     names = ("lung_coronavirus", "mri_spine_seg", "prostate", "luna16")
-    return {n: load_tool(TOOLS / f"prepare_{n}.py") for n in names}
+    return {n: importlib.import_module(f"medseg.preparation.{n}") for n in names}
 
 
 def _geometry(i: int) -> Geometry:
@@ -141,7 +140,7 @@ def test_lung_coronavirus_downloads_checked_archives_into_their_own_folders(
         return Path(shutil.copy(source, dest))
 
     tool = tools["lung_coronavirus"]
-    monkeypatch.setattr(tool.prepare, "download", fake_download)
+    monkeypatch.setattr(tool.driver, "download", fake_download)
     downloads = tmp_path / "downloads"
     args = ["--download_dir", str(downloads), *_common(tmp_path), "--val_fraction", "0.5"]
     assert tool.main([*args, "--masks", "lung_and_infection"]) == 0

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813
 
+from medseg.preparation import folder
 from medseg.preprocessing.description import load_description
 from medseg.preprocessing.io import read_volume, to_sitk, write_volume
 from medseg.preprocessing.pipeline import invert_label
 from tests._prepare_data import geometry, make_case, write_dicom_series
-from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 TOTALSEG = REPO / "tests" / "data" / "totalseg_small"
@@ -21,7 +21,7 @@ TOTALSEG = REPO / "tests" / "data" / "totalseg_small"
 
 @pytest.fixture(scope="module")
 def folder_tool():
-    return load_tool(REPO / "tools" / "prepare_folder.py")
+    return folder
 
 
 def _write_folder(root: Path, num_cases: int, label_suffix: str = "") -> tuple[Path, Path]:

@@ -1,7 +1,8 @@
-"""tools/prepare_nnunet.py and tools/prepare_msd.py on synthetic data in their real layouts."""
+"""medseg-prepare nnunet and msd on synthetic data in their real layouts."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import nibabel as nib
@@ -12,19 +13,16 @@ from medseg.preprocessing.description import load_description
 from medseg.preprocessing.io import read_volume, write_volume
 from medseg.preprocessing.pipeline import invert_label
 from tests._prepare_data import BLOB_LABELS, write_msd_4d, write_nnunet, write_nnunet_meta
-from tests.conftest import load_tool
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
 def nnunet():
-    return load_tool(TOOLS / "prepare_nnunet.py")
+    return importlib.import_module("medseg.preparation.nnunet")
 
 
 @pytest.fixture(scope="module")
 def msd():
-    return load_tool(TOOLS / "prepare_msd.py")
+    return importlib.import_module("medseg.preparation.msd")
 
 
 def _common(out: Path) -> list[str]:
@@ -109,9 +107,9 @@ def test_msd_task_names(msd):
         msd.task_folder("Task11")
 
 
-@pytest.mark.parametrize("tool", ["prepare_msd.py", "prepare_nnunet.py", "prepare_folder.py"])
+@pytest.mark.parametrize("tool", ["msd", "nnunet", "folder"])
 def test_help_says_where_to_get_the_data_and_the_layout(tool, capsys):
-    module = load_tool(TOOLS / tool)
+    module = importlib.import_module(f"medseg.preparation.{tool}")
     with pytest.raises(SystemExit):
         module.main(["--help"])
     text = capsys.readouterr().out
