@@ -42,6 +42,12 @@ setup_python() {
   local torch_pin=""
   "$PY" -c "import torch" 2>/dev/null || torch_pin="torch==2.13.0"
   "$PY" -m pip install -q --disable-pip-version-check $torch_pin -r requirements.txt
+  # medseg itself, editable: tools/*.py and the medseg-* commands import this checkout. Offline,
+  # pip can build it only with the setuptools already here (70.1 and later need no `wheel`).
+  local isolation=""
+  "$PY" -c "import setuptools as s, sys; sys.exit(tuple(map(int, s.__version__.split('.')[:2])) < (70, 1))" \
+    2>/dev/null && isolation="--no-build-isolation"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps $isolation -e .
 }
 
 write_val_scan_list() {  # the raw scans of the validation cases, for the deploy runner

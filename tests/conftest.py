@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Scripts started as subprocesses import medseg from this checkout, as `pip install -e .` makes
+# them do (pytest's `pythonpath` setting only reaches this process).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.getenv("PYTHONPATH")]))
 VNET_CONFIG = REPO / "configs" / "phantom" / "vnet_phantom_32_48_48_600.yml"
 SMALL_PHANTOM = ["--num_cases", "6", "--size", "64", "64", "24"]
 
