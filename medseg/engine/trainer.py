@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from medseg.cvlibs import Config
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
+    earlier_checkpoints,
     load_train_state,
     restore_rng_states,
     rng_states,
@@ -78,6 +79,13 @@ class TrainOptions:
     eval_space: str = "auto"
     data_warn_fraction: float = 0.2
     dist: DistContext = field(default_factory=DistContext)
+
+    def __post_init__(self) -> None:
+        # Each is a divisor of the iteration number (0 would fail after the first step).
+        for flag in ("save_interval", "eval_interval", "log_iters"):
+            value = getattr(self, flag)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{flag} must be a positive number of iterations, got {value}")
 
 
 class Trainer:
@@ -135,6 +143,7 @@ class Trainer:
         self._check_classes()
         if options.resume_model:
             self._resume()
+            self.saved.extend(earlier_checkpoints(options.save_dir, self.start_iter))
         self._net: torch.nn.Module | None = None
 
     @property
@@ -373,9 +382,9 @@ class Trainer:
             self.best = {"mean_dice": mean_dice, "iter": iteration}
             if self.dist.is_main:
                 write_folder_atomic(
-                    self.opt.save_dir / "best_model", {"model.pth": self.model.state_dict()}
+                    self.opt.save_dir / "best_model",
+                    {"model.pth": self.model.state_dict(), "config.yaml": self.cfg.to_yaml()},
                 )
-                self.cfg.dump(self.opt.save_dir / "best_model" / "config.yaml")
         logger.info(
             "[EVAL] best mean foreground Dice %.4f at iter %d",
             self.best["mean_dice"],
