@@ -175,7 +175,7 @@ def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
     """Collect what inference needs from the config, the model and the dataset description."""
-    from medseg.inference.settings import inference_settings
+    from medseg.inference.settings import MIRROR_AXES, inference_settings
 
     description = _dataset_description(cfg)
     modalities = description.modalities
@@ -186,7 +186,7 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = inference_settings(cfg.dic, cfg.path)
+    settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)  # the runner mirrors by default
     _check_patch(settings.patch_size, model, cfg.path)
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,

@@ -1,13 +1,16 @@
 """Evaluate a trained model on the validation set: sliding window over whole volumes.
 
 By default (`--space auto`) the predictions are mapped back onto each scan's own grid and scored
-against the raw reference label maps in the raw spacing, exactly as evaluation during training
-does, so the mean Dice printed here for best_model/ equals the best one in train.log.
+against the raw reference label maps in the raw spacing, as evaluation during training does.
+Predictions are mirrored along every axis and averaged (nnU-Net's test-time augmentation) unless
+the config sets `inference.tta_axes` or `--no_tta` is given; with `--no_tta` the mean Dice printed
+here for best_model/ equals the best one in train.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -45,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
+    parser.add_argument(
+        "--no_tta",
+        action="store_true",
+        help="no mirroring at test time (default: mirror along every axis unless the config "
+        "sets inference.tta_axes; evaluation during training does not mirror)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
-    from medseg.inference.settings import inference_settings
+    from medseg.inference.settings import MIRROR_AXES, inference_settings
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
@@ -71,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         dataset = cfg.val_dataset
         if dataset is None:
             raise ConfigError("missing required key", cfg.path, "val_dataset")
-        settings = inference_settings(cfg.dic, cfg.path)
+        settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)
+        if args.no_tta:
+            settings = dataclasses.replace(settings, tta_axes=())
         space = resolve_space(dataset, args.space)
         device = select_device(args.device)
         model = cfg.model

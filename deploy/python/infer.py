@@ -102,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also write <case>_probabilities.npz on the scan's grid",
     )
     parser.add_argument(
+        "--no_tta",
+        action="store_true",
+        help="no mirroring at test time (deploy.yaml's inference.tta_axes; export.py writes "
+        "every axis unless the training config set them)",
+    )
+    parser.add_argument(
         "--lcc",
         action="store_true",
         help="keep the largest connected component of every foreground class",
@@ -245,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = deploy.inference
     if args.batch_size is not None:
         settings = dataclasses.replace(settings, batch_size=args.batch_size)
+    if args.no_tta:
+        settings = dataclasses.replace(settings, tta_axes=())
     try:
         predictor = OnnxPredictor(deploy.model_path, args.device, args.threads)
     except (ImportError, ValueError) as err:

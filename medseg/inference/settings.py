@@ -8,6 +8,10 @@ from typing import Any
 from medseg.cvlibs.errors import ConfigError
 
 PATCH_TRANSFORMS = ("RandomCrop3D", "RandomResizedCrop3D", "Resize3D")
+# Mirroring along every spatial axis: what val.py and export.py (hence the deploy runner) use
+# when the config sets no `inference.tta_axes` (nnU-Net's default); training-time evaluation
+# does not mirror unless the config says so.
+MIRROR_AXES = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,13 @@ def _patch_from_transforms(config: dict[str, Any]) -> Any:
     return None
 
 
-def inference_settings(config: dict[str, Any], path: str | None = None) -> InferenceSettings:
-    """Build `InferenceSettings` from a resolved config dict, with errors naming the key."""
+def inference_settings(
+    config: dict[str, Any], path: str | None = None, default_tta_axes: tuple[int, ...] = ()
+) -> InferenceSettings:
+    """Build `InferenceSettings` from a resolved config dict, with errors naming the key.
+
+    `default_tta_axes` applies when the config has no `inference.tta_axes` (e.g. `MIRROR_AXES`).
+    """
     node = dict(config.get("inference") or {})
     patch = node.pop("patch_size", None) or _patch_from_transforms(config)
     if patch is None:
@@ -66,7 +75,8 @@ def inference_settings(config: dict[str, Any], path: str | None = None) -> Infer
         raise ConfigError(
             f"expected a positive int, got {batch_size!r}", path, "inference.batch_size"
         )
-    tta_axes = tuple(node.pop("tta_axes", ()) or ())
+    tta_axes = node.pop("tta_axes", None)
+    tta_axes = tuple(default_tta_axes) if tta_axes is None else tuple(tta_axes)
     if not all(a in (0, 1, 2) for a in tta_axes):
         raise ConfigError(
             f"expected spatial axes among 0, 1, 2 (z, y, x), got {list(tta_axes)}",
