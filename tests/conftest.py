@@ -63,7 +63,7 @@ def tiny_config(phantom_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tiny_config, tmp_path_factory) -> Path:
     """save_dir of a 20-iteration training run with evaluation every 10 iterations."""
-    import train
+    from medseg.commands import train
 
     save_dir = tmp_path_factory.mktemp("run")
     args = ["--config", str(tiny_config), "--save_dir", str(save_dir), "--do_eval"]

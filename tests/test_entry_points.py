@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from medseg.commands import prepare
 
 REPO = Path(__file__).resolve().parents[1]
+COMMANDS = {  # command -> the script in the checkout that wraps it
+    "medseg-train": "train.py",
+    "medseg-val": "val.py",
+    "medseg-export": "export.py",
+    "medseg-infer": "deploy/python/infer.py",
+    "medseg-prepare": "tools/prepare.py",
+    "medseg-evaluate": "tools/evaluate.py",
+}
+
+
+def test_pyproject_lists_every_command_and_each_target_is_a_callable_its_script_wraps():
+    tomllib = pytest.importorskip("tomllib")
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(listed) == set(COMMANDS)
+    for command, target in listed.items():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), command
+        script = (REPO / COMMANDS[command]).read_text()
+        assert re.search(rf"^from {re.escape(module)} import {name}$", script, re.M), command
+
+
+def test_no_hand_written_sys_path_insert_is_left():
+    mine = Path(__file__).resolve()
+    offenders = [
+        str(path.relative_to(REPO))
+        for folder in ("medseg", "tools", "deploy", "benchmarks", "tests")
+        for path in (REPO / folder).rglob("*.py")
+        if path != mine and "sys.path.insert" in path.read_text()
+    ]
+    offenders += [
+        name
+        for name in ("train.py", "val.py", "export.py")
+        if "sys.path.insert" in (REPO / name).read_text()
+    ]
+    assert offenders == []
+
+
+def test_the_deploy_runner_command_imports_no_torch():
+    code = "import sys, medseg.commands.infer; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_every_prepare_script_wraps_a_dataset_the_command_knows():

@@ -12,7 +12,7 @@ import yaml
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import export  # noqa: E402
+from medseg.commands import export  # noqa: E402
 from medseg.cvlibs import ConfigError  # noqa: E402
 from medseg.inference.deploy_config import load_deploy_config  # noqa: E402
 from medseg.preprocessing.description import load_description  # noqa: E402

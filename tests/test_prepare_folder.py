@@ -42,7 +42,7 @@ def _args(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_prepared_folder_trains_with_the_generated_config(folder_tool, tmp_path):
-    import train
+    from medseg.commands import train
 
     images, labels = _write_folder(tmp_path, 4)
     args = ["--images", str(images), "--labels", str(labels), "--name", "liver", *_args(tmp_path)]

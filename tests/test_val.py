@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import val
+from medseg.commands import val
 from medseg.preprocessing.description import load_description
 from medseg.preprocessing.io import read_volume, write_volume
 from tests.conftest import REPO, load_tool, write_config

@@ -28,7 +28,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: never open a window
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medseg.preprocessing.description import read_class_names
 from medseg.visualization import load_overlay_case, overlay_figure, save_figure
