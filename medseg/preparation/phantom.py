@@ -35,6 +35,8 @@ from medseg.preparation import driver
 from medseg.preprocessing.description import load_description
 from medseg.preprocessing.formats.nnunet import read_nnunet_raw, write_nnunet_description
 from medseg.preprocessing.io import Geometry, write_volume
+from medseg.preprocessing.options import PrepareOptions
+from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
 
@@ -55,6 +57,11 @@ OPTIONS = {  # the preprocessing options (keys of medseg.preprocessing.options),
     "ct_window": [-200.0, 300.0],
     "patch_size": [32, 48, 48],  # what configs/phantom/ trains with
 }
+
+
+def recipe() -> Recipe:
+    """The phantom's preprocessing recipe: what `OPTIONS` resolve to (nothing is planned)."""
+    return PrepareOptions.from_dict(OPTIONS).resolve(["CT"], None)[0]
 
 
 def _rotation(axis: int, degrees: float) -> np.ndarray:
