@@ -39,7 +39,7 @@ from medseg.preprocessing.pipeline import (
     preprocess_case,
     probabilities_to_original_labels,
 )
-from medseg.utils.atomic import atomic_path
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
 
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", problem)
         return 2
     setup_logging(save_dir / "infer.log")
+    remove_stale_temporaries(save_dir)
     index, count = args.shard
     cases = cases[index::count]
     if not cases:

@@ -166,7 +166,11 @@ def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
     if context.is_main:
         cfg.dump(save_dir / "config.yaml")
         logger.info("config %s resolved into %s", args.config, save_dir / "config.yaml")
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    except OSError as err:  # a full or read-only save_dir: one line, not a traceback
+        logger.error("%s", err)
+        return 1
     if args.do_eval:
         logger.info(
             "best validation mean foreground Dice %.4f at iter %d (%s)",

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from medseg.cvlibs.registry import DATASETS
 from medseg.preprocessing.description import DatasetDescription, load_description
+from medseg.preprocessing.file_list import format_line, read_list
 from medseg.transforms import Compose
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
@@ -89,14 +90,11 @@ class MedicalDataset(Dataset):
         if not list_path.is_file():
             raise FileNotFoundError(f"file list {list_path} does not exist (mode '{self.mode}')")
         cases = []
-        for line_number, line in enumerate(list_path.read_text().splitlines(), start=1):
-            items = line.split()
-            if not items:
-                continue
+        for line_number, items in read_list(list_path):
             if len(items) > 2 or (len(items) == 1 and self.mode != "test"):
                 raise ValueError(
-                    f"{list_path}:{line_number}: expected 'images/<case>.npy labels/<case>.npy', "
-                    f"got '{line.strip()}'"
+                    f"{list_path}:{line_number}: expected 'images/<case>.npy labels/<case>.npy' "
+                    f"(a path with spaces in double quotes), got {format_line(items)!r}"
                 )
             image = self.dataset_root / items[0]
             label = self.dataset_root / items[1] if len(items) == 2 else None

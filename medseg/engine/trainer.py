@@ -48,6 +48,7 @@ from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
 from medseg.inference.settings import inference_settings
 from medseg.models.losses.computation import loss_computation
+from medseg.utils.atomic import remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -399,6 +400,8 @@ class Trainer:
         """
         self.net.train()
         main = self.dist.is_main
+        if main:
+            remove_stale_temporaries(self.opt.save_dir)
         writer = ScalarWriter(
             self.opt.save_dir, self.opt.use_vdl and main, self.opt.use_tensorboard and main
         )

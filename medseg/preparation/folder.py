@@ -23,12 +23,15 @@ Example (writes data/liver/ and configs/liver/; then train with the printed comm
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from medseg.preparation import driver
 from medseg.preprocessing.cases import RawDataset, check_labels
 from medseg.preprocessing.description import read_class_names
 from medseg.preprocessing.formats.folder import read_folder
+from medseg.utils.logging import setup_logging
+from medseg.utils.paths import output_inside_inputs
 
 
 def read_labels_arg(names: list[str] | None, labels_json: str | None) -> dict[int, str]:
@@ -60,4 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return read_folder(images, labels, args.label_suffix, args.modality, class_names, name)
 
     args.raw_dir = args.raw_dir or str(images)
+    inputs = [images] + ([Path(args.labels)] if args.labels else [])
+    output_dir = args.output_dir or Path("data") / name
+    problem = output_inside_inputs(output_dir, inputs, "--output_dir")
+    if problem is not None:
+        setup_logging()
+        logging.getLogger(__name__).error("%s", problem)
+        return 2
     return driver.run(args, name, find)

@@ -3,12 +3,17 @@
 A case that raises is returned as a failure (the message names the case), and the others go on.
 A worker process that dies (killed for memory, a crash in a C library) breaks the whole pool:
 that is raised at once as a `WorkerDiedError` instead of waiting for results that never come.
+A worker whose parent was killed ends itself within a second (or when the C call it is in
+returns), instead of working on as an orphan.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -18,9 +23,26 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
+PARENT_POLL_SECONDS = 0.5  # how often a worker checks that its parent still lives
+
 
 class WorkerDiedError(RuntimeError):
     """A worker process ended without returning (out of memory, a crash)."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker once the process that started it is gone.
+
+    A killed parent (kill -9) cannot shut its pool down; without this its workers would run
+    on through their cases, writing into an output folder nobody watches.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="medseg-parent-watch", daemon=True).start()
 
 
 def _call(func: Callable[..., Any], case: str, args: tuple) -> tuple[str, Any, str | None]:
@@ -56,7 +78,9 @@ def run_cases(
                 bar.update()
             return
         context = multiprocessing.get_context(start_method) if start_method else None
-        pool = ProcessPoolExecutor(num_workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            num_workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+        )
         futures = {pool.submit(_call, func, case, args): case for case, args in jobs}
         pending = set(futures.values())
         try:

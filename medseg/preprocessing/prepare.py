@@ -10,10 +10,12 @@ Output, in `output_dir`:
 
 - `images/<case>.npy` float32 (C, Z, Y, X) and `labels/<case>.npy` uint8 (int16 above 255 ids);
 - `records/<case>.json`: the case's `CaseEntry` and the hash of what made it (recipe,
-  label rules, declared label ids, source file names and sizes). A case is finished, and skipped
-  by a rerun, when this file exists with the same hash and both arrays exist;
+  label rules, declared label ids, source file names, sizes and modification times). A case
+  is finished, and skipped by a rerun, when this file exists with the same hash and both
+  arrays exist (records of earlier versions, keyed without the times, count while they are
+  newer than every source file);
 - `train_list.txt`, `val_list.txt` (and `test_list.txt` when a test fraction is asked) with lines
-  `images/<case>.npy labels/<case>.npy`;
+  `images/<case>.npy labels/<case>.npy` (see `medseg.preprocessing.file_list`);
 - with `folds=K`: `folds/fold_<k>_train_list.txt` and `folds/fold_<k>_val_list.txt` for
   k = 0..K-1, the same line format, over the cases outside the test split; the K validation
   lists are disjoint and cover those cases. Splits and folds are drawn over every case found,
@@ -36,7 +38,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ from medseg.preprocessing.cases import (
     load_case,
 )
 from medseg.preprocessing.description import FILENAME, CaseEntry, DatasetDescription
+from medseg.preprocessing.file_list import case_paths, write_list
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.parallel import run_cases
@@ -59,7 +62,8 @@ from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.splits import kfold_cases, split_cases
-from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from medseg.utils.paths import output_inside_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +122,28 @@ class PrepareSettings:
     allow_failures: bool = False
 
 
-def _case_hash(key: str, files: CaseFiles) -> str:
-    sources = [
-        (p.name, p.stat().st_size if p.exists() else None) for p in (*files.images, files.label)
+def _source_stat(path: Path, with_mtime: bool) -> list[Any]:
+    """Name, size and newest modification time (ns) of a source file or DICOM folder's files."""
+    if not path.exists():
+        return [path.name, None]
+    if not with_mtime:
+        return [path.name, path.stat().st_size]
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    return [
+        path.name,
+        sum(st.st_size for st in stats),
+        max((st.st_mtime_ns for st in stats), default=0),
     ]
+
+
+def _case_hash(key: str, files: CaseFiles, with_mtime: bool = True) -> str:
+    """The resume key of a case: what made it and its sources' names, sizes and mtimes.
+
+    The modification time catches a label corrected in place with the same byte size.
+    `with_mtime=False` gives the key of medseg versions before it (names and sizes only).
+    """
+    sources = [_source_stat(p, with_mtime) for p in (*files.images, files.label)]
     return hashlib.sha256(json.dumps([key, sources]).encode()).hexdigest()
 
 
@@ -134,12 +156,26 @@ def _record_path(output_dir: Path, case: str) -> Path:
     return output_dir / "records" / f"{case}.json"
 
 
-def _finished_entry(output_dir: Path, case: str, case_hash: str) -> CaseEntry | None:
-    entry = CaseEntry.load(_record_path(output_dir, case))
-    if entry is None or entry.hash != case_hash:
+def _finished_entry(output_dir: Path, case: str, key: str, files: CaseFiles) -> CaseEntry | None:
+    """The record of a case prepared from these very sources, or None.
+
+    A record of an earlier medseg version (keyed on names and sizes) counts when it is newer
+    than every source file; it is then rewritten with the current key.
+    """
+    record_path = _record_path(output_dir, case)
+    entry = CaseEntry.load(record_path)
+    if entry is None or not all((output_dir / p).is_file() for p in (entry.image, entry.label)):
         return None
-    if not all((output_dir / p).is_file() for p in (entry.image, entry.label)):
+    case_hash = _case_hash(key, files)
+    if entry.hash == case_hash:
+        return entry
+    written = record_path.stat().st_mtime_ns
+    sources = [_source_stat(p, True) for p in (*files.images, files.label)]
+    legacy = entry.hash == _case_hash(key, files, with_mtime=False)
+    if not legacy or any(s[1] is None or s[2] > written for s in sources):
         return None
+    entry = dataclasses.replace(entry, hash=case_hash)
+    entry.write(record_path)
     return entry
 
 
@@ -159,9 +195,10 @@ def _prepare_one(
     image, label, record = preprocess_case(
         image, geometry, recipe, label, case=case, backend=backend
     )
+    image_path, label_path = case_paths(case)
     entry = CaseEntry(
-        image=f"images/{case}.npy",
-        label=f"labels/{case}.npy",
+        image=image_path,
+        label=label_path,
         source_images=tuple(os.path.relpath(p, output_dir) for p in files.images),
         source_label=os.path.relpath(files.label, output_dir),
         record=record,
@@ -171,10 +208,6 @@ def _prepare_one(
     _save_npy(label, output_dir / entry.label)
     entry.write(_record_path(output_dir, case))
     return entry
-
-
-def _write_list(path: Path, ids: Sequence[str]) -> None:
-    write_text_atomic(path, "".join(f"images/{c}.npy labels/{c}.npy\n" for c in ids))
 
 
 def _draw_splits(case_ids: Iterable[str], settings: PrepareSettings) -> tuple[Splits, list[Splits]]:
@@ -192,10 +225,10 @@ def _pending(
     finished: dict[str, CaseEntry] = {}
     jobs = []
     for case in sorted(raw.cases):
-        case_hash = _case_hash(key, raw.cases[case])
-        entry = _finished_entry(output_dir, case, case_hash)
+        files = raw.cases[case]
+        entry = _finished_entry(output_dir, case, key, files)
         if entry is None:
-            jobs.append((case, (raw.cases[case], output_dir, *args, case_hash)))
+            jobs.append((case, (files, output_dir, *args, _case_hash(key, files))))
         else:
             finished[case] = entry
     if finished:
@@ -254,10 +287,10 @@ def _write_lists(
     """`<split>_list.txt` (test only when asked) and `folds/fold_<k>_<split>_list.txt`."""
     names = ["train", "val"] + (["test"] if settings.test_fraction > 0 else [])
     for split in names:
-        _write_list(output_dir / f"{split}_list.txt", splits[split])
+        write_list(output_dir / f"{split}_list.txt", splits[split])
     for k, fold in enumerate(folds):
         for split in ("train", "val"):
-            _write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
+            write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
 
 
 def _report(description: DatasetDescription, settings: PrepareSettings) -> None:
@@ -316,7 +349,12 @@ def prepare_cases(
     settings = settings or PrepareSettings()
     rules = label_rules or LabelRules()
     output_dir = Path(output_dir).absolute()
+    sources = {p.parent for files in raw.cases.values() for p in (*files.images, files.label)}
+    problem = output_inside_inputs(output_dir, sorted(sources), "output_dir")
+    if problem is not None:
+        raise ValueError(problem)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir, ("", "images", "labels", "records", "folds"))
     (output_dir / FILENAME).unlink(missing_ok=True)  # its presence means the run finished
     labels = check_labels(dict(raw.labels), raw.name)
     failed = dict(raw.problems)
