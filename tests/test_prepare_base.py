@@ -25,8 +25,8 @@ from medseg.preprocessing.download import download, file_digest
 from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 from medseg.preprocessing.io import read_volume, write_volume
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError, run_cases
 from medseg.preprocessing.splits import kfold_cases, split_cases
+from medseg.utils.parallel import WorkerDiedError, run_cases
 from tests._prepare_data import geometry, make_case, write_nnunet, write_nnunet_meta
 
 OPTIONS = PrepareOptions(

@@ -73,9 +73,8 @@ def test_a_killed_parent_takes_its_preparation_workers_along(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent(f"""
-        import os, sys, time
-        sys.path.insert(0, {str(REPO)!r})
-        from medseg.preprocessing.parallel import run_cases
+        import os, time  # medseg comes from PYTHONPATH (conftest.py)
+        from medseg.utils.parallel import run_cases
 
         def work(case, folder):
             (folder / f"{{case}}.pid").write_text(str(os.getpid()))

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from medseg import __version__
-from medseg.cvlibs import Config, ConfigError
-from medseg.inference.deploy_config import DeployConfig, postprocess_ids
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.engine.cli import add_device_argument
+from medseg.inference.deploy_config import DeployConfig
 from medseg.preprocessing.description import DatasetDescription
 from medseg.utils.atomic import atomic_path
 from medseg.utils.logging import setup_logging
@@ -63,9 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the graph returns class probabilities instead of logits",
     )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument(
-        "--device", default="cpu", help="torch device for tracing: cpu, cuda or auto"
-    )
+    add_device_argument(parser, default="cpu")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
 
@@ -146,7 +145,7 @@ def export_onnx(graph: Any, path: Path, sample: np.ndarray, opset: int, output: 
 
 def _dataset_description(cfg: Config) -> DatasetDescription:
     """The training dataset's description, which holds the preprocessing recipe."""
-    description = cfg.train_dataset.description
+    description = DATASETS.build(cfg.train_dataset).description
     if description.recipe is None:
         raise ConfigError(
             f"{description.path} records no preprocessing recipe; prepare the dataset with "
@@ -174,7 +173,7 @@ def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
     """Collect what inference needs from the config, the model and the dataset description."""
-    from medseg.inference.settings import MIRROR_AXES, inference_settings
+    from medseg.inference.settings import MIRROR_AXES
 
     description = _dataset_description(cfg)
     modalities = description.modalities
@@ -185,8 +184,8 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)  # the runner mirrors by default
-    _check_patch(settings.patch_size, model, cfg.path)
+    settings = cfg.inference_settings(MIRROR_AXES)  # the runner mirrors by default
+    _check_patch(settings.patch_size, model, cfg.where("inference"))
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,
         output="probabilities" if args.with_softmax else "logits",
@@ -197,7 +196,7 @@ def build_deploy_config(
         classes=dict(enumerate(description.class_names(model.num_classes))),
         recipe=description.recipe,
         inference=settings,
-        largest_component=postprocess_ids(cfg.dic.get("postprocess"), model.num_classes, cfg.path),
+        largest_component=cfg.postprocess.largest_component,
         medseg_version=__version__,
         source={"config": str(cfg.path), "model_path": str(args.model_path)},
     )
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.opset < MIN_OPSET:
             raise ValueError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
         cfg = Config(args.config, opts=args.opts)
-        model = cfg.model
+        model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)
         graph = _graph(model.to(select_device(args.device)), args.with_softmax)

@@ -42,6 +42,7 @@ from medseg.preprocessing.pipeline import (
 from medseg.utils.atomic import atomic_path, remove_stale_temporaries
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
+from medseg.utils.vocabulary import DEVICE_CHOICES
 
 logger = logging.getLogger("medseg.infer")
 
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save_dir", default="output/predictions", help="where label maps go")
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "gpu"),
+        choices=DEVICE_CHOICES,
         default="auto",
         help="auto and gpu use onnxruntime's CUDA provider when usable, else the CPU (gpu also "
         "shows why CUDA could not load)",

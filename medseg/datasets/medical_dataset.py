@@ -12,6 +12,7 @@ from medseg.cvlibs.registry import DATASETS
 from medseg.preprocessing.description import DatasetDescription, load_description
 from medseg.preprocessing.file_list import format_line, read_list
 from medseg.transforms import Compose
+from medseg.utils.vocabulary import IGNORE_INDEX, choose
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
 
@@ -43,13 +44,11 @@ class MedicalDataset(Dataset):
         transforms: list | None = None,
         num_classes: int | None = None,
         mode: str = "train",
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         dataset_json_path: str | None = None,
         file_list: str | None = None,
     ):
-        mode = mode.lower()
-        if mode not in LIST_FILES:
-            raise ValueError(f"mode must be one of {sorted(LIST_FILES)}, got '{mode}'")
+        mode = choose(mode.lower(), sorted(LIST_FILES), "mode")
         self.dataset_root = Path(dataset_root)
         if not self.dataset_root.is_dir():
             raise FileNotFoundError(

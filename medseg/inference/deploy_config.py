@@ -23,10 +23,12 @@ from typing import Any
 
 import yaml
 
-from medseg.cvlibs.errors import ConfigError
+from medseg.cvlibs.errors import ConfigError, checked
+from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.vocabulary import positive_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
 MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset")
@@ -99,10 +101,7 @@ class DeployConfig:
 
 
 def _positive_int(node: dict[str, Any], key: str, path: str) -> int:
-    value = node.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"model.{key}")
-    return value
+    return checked(positive_int, node.get(key), path, f"model.{key}")
 
 
 def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
@@ -128,28 +127,6 @@ def _classes(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str
             "classes",
         )
     return classes
-
-
-def postprocess_ids(node: Any, num_classes: int, path: str | None) -> tuple[int, ...]:
-    """Validate a `postprocess:` mapping; returns its sorted `largest_component` class ids."""
-    node = node or {}
-    if not isinstance(node, dict):
-        raise ConfigError(f"expected a mapping, got {node!r}", path, "postprocess")
-    unknown = sorted(set(node) - {"largest_component"})
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {unknown}; accepted: largest_component", path, "postprocess"
-        )
-    ids = node.get("largest_component") or []
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and 0 < i < num_classes for i in ids
-    ):
-        raise ConfigError(
-            f"expected a list of foreground class ids (1..{num_classes - 1}), got {ids!r}",
-            path,
-            "postprocess.largest_component",
-        )
-    return tuple(sorted(set(ids)))
 
 
 def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
@@ -208,8 +185,10 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         modalities=tuple(str(m) for m in modalities),
         classes=_classes(data, num_classes, where),
         recipe=recipe,
-        inference=inference_settings({"inference": _mapping(data, "inference", where)}, where),
-        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        inference=inference_settings(_mapping(data, "inference", where), where),
+        largest_component=postprocess_settings(
+            data.get("postprocess"), num_classes, where
+        ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
         source=dict(data.get("source") or {}),
     )

@@ -14,9 +14,10 @@ import os
 
 import numpy as np
 
+from medseg.utils.vocabulary import device_name
+
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "gpu")
 ORT_DEFAULT_SEVERITY = 2  # onnxruntime's default logger level (warnings)
 ORT_SILENT = 4  # fatal errors only
 CUDA = "CUDAExecutionProvider"
@@ -52,8 +53,7 @@ class OnnxPredictor:
     def __init__(
         self, model_path: str | os.PathLike, device: str = "auto", threads: int | None = None
     ):
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+        device = device_name(device)
         ort = _import_onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -37,6 +37,7 @@ from medseg.preprocessing.resample import (
     resample_label,
     resampled_shape,
 )
+from medseg.utils.vocabulary import label_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _label_dtype(label: np.ndarray, case: str) -> np.dtype:
     low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
     if low < 0 or high > np.iinfo(np.int16).max:
         raise ValueError(f"{case}: label ids must lie in [0, 32767], got range [{low}, {high}]")
-    return np.dtype(np.uint8 if high <= 255 else np.int16)
+    return label_dtype(high)
 
 
 def preprocess_case(
@@ -255,7 +256,6 @@ def probabilities_to_original_labels(
         raise ValueError(f"expected (K, Z, Y, X) probabilities, got shape {probabilities.shape}")
     _check_shape(probabilities, record, "probability map")
     resampled = resample_image(probabilities, record.shape_after_crop, 1, backend)
-    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
-    cropped = resampled.argmax(axis=0).astype(dtype)
+    cropped = resampled.argmax(axis=0).astype(label_dtype(probabilities.shape[0] - 1))
     label = pad_from_box(cropped, record.crop_box, record.shape_after_reorient, 0)
     return np.ascontiguousarray(undo_reorient(label, record.permutation, record.flips))

@@ -1,5 +1,7 @@
 """Run one function per case in worker processes, with a progress bar and no silent hangs.
 
+The one worker pool of medseg: preparation and folder evaluation both run their cases here.
+
 A case that raises is returned as a failure (the message names the case), and the others go on.
 A worker process that dies (killed for memory, a crash in a C library) breaks the whole pool:
 that is raised at once as a `WorkerDiedError` instead of waiting for results that never come.
@@ -48,7 +50,9 @@ def _die_with_parent(parent: int) -> None:
 def _call(func: Callable[..., Any], case: str, args: tuple) -> tuple[str, Any, str | None]:
     try:
         return case, func(case, *args), None
-    except Exception as err:  # reported per case; the batch goes on
+    except (ValueError, OSError) as err:  # bad input: the message says what is wrong
+        return case, None, str(err)
+    except Exception as err:  # reported per case too, with its type; the batch goes on
         return case, None, f"{type(err).__name__}: {err}"
 
 
@@ -58,19 +62,21 @@ def run_cases(
     num_workers: int,
     desc: str,
     start_method: str | None = None,
+    progress: bool = True,
 ) -> Iterator[tuple[str, Any, str | None]]:
     """Yield `(case, result, None)` or `(case, None, error message)` for each `(case, args)` job.
 
     `func(case, *args)` runs in this process when `num_workers` is 0, else in that many worker
     processes (results then arrive in completion order). `func` and its arguments must pickle.
     `start_method` picks how workers start ("spawn" where the parent has touched CUDA, which a
-    forked child cannot use); None keeps the platform's default. If the caller stops early
+    forked child cannot use); None keeps the platform's default. `progress` shows a bar over
+    cases. If the caller stops early
     (Ctrl-C, an error), queued cases are cancelled and only the ones running are finished.
 
     Raises:
         WorkerDiedError: when a worker process dies; finished results were already yielded.
     """
-    bar = tqdm(total=len(jobs), desc=desc, unit="case")
+    bar = tqdm(total=len(jobs), desc=desc, unit="case", disable=not progress)
     try:
         if num_workers <= 0:
             for case, args in jobs:
