@@ -35,8 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
