@@ -12,6 +12,7 @@ import SimpleITK as sitk  # noqa: N813
 
 from medseg.preparation import folder
 from medseg.preprocessing.description import load_description
+from medseg.preprocessing.formats.folder import read_folder
 from medseg.preprocessing.io import read_volume, to_sitk, write_volume
 from medseg.preprocessing.pipeline import invert_label
 from tests._prepare_data import geometry, make_case, write_dicom_series
@@ -178,7 +179,7 @@ def _touch(folder: Path, *names: str) -> Path:
 
 def test_image_suffix_pairs_case_image_with_case_label(folder_tool, tmp_path):
     data = _touch(tmp_path, "a_image.nii.gz", "a_label.nii.gz", "b_image.nrrd", "b_label.nrrd")
-    raw = folder_tool.find_cases(data, None, "_label", ["MR"], {0: "bg", 1: "x"}, "d", "_image")
+    raw = read_folder(data, None, "_label", ["MR"], {0: "bg", 1: "x"}, "d", "_image")
     assert sorted(raw.cases) == ["a", "b"] and not raw.problems
     assert raw.cases["b"].images[0].name == "b_image.nrrd"
     assert raw.cases["b"].label.name == "b_label.nrrd"
@@ -188,7 +189,7 @@ def test_unpairable_names_get_a_hint_naming_both_flags(folder_tool, tmp_path):
     data = _touch(tmp_path / "d", "a_image.nii.gz", "b_image.nii.gz")
     masks = _touch(tmp_path / "m", "a_label.nii.gz", "b_label.nii.gz")
     with pytest.raises(ValueError, match="pass --image_suffix _image --label_suffix _label"):
-        folder_tool.find_cases(data, masks, None, ["CT"], {0: "bg", 1: "x"}, "d")
+        read_folder(data, masks, None, ["CT"], {0: "bg", 1: "x"}, "d")
 
 
 def test_help_lists_only_flags_that_apply_with_their_defaults(folder_tool, capsys):

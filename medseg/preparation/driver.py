@@ -325,6 +325,8 @@ def run(
     except (ValueError, WorkerDiedError) as err:
         logger.error("%s", err)
         return 2 if isinstance(err, ValueError) else 1
+    if not args.no_config:
+        config_dir = Path(args.config_dir or config_dir or REPO / "configs" / name)
         if not config_dir.exists():
             # Like a virtualenv: a folder the tool creates keeps its generated files out of git.
             config_dir.mkdir(parents=True)
