@@ -1,8 +1,10 @@
 """Evaluate a trained model on the validation set: sliding window over whole volumes.
 
 By default (`--space auto`) the predictions are mapped back onto each scan's own grid and scored
-against the raw reference label maps in the raw spacing, exactly as evaluation during training
-does, so the mean Dice printed here for best_model/ equals the best one in train.log.
+against the raw reference label maps in the raw spacing. Predictions go through the deploy
+runner's case pipeline, post-processing included, so a score is the score of the file the runner
+writes. Mirror TTA is on by default, as in the runner; with `--no_tta` val.py predicts exactly as
+evaluation during training does, so its mean Dice for best_model/ equals the best in train.log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from medseg.cvlibs import Config, ConfigError
 from medseg.engine.cli import add_amp_arguments
+from medseg.inference.settings import add_tta_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
@@ -45,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
+    add_tta_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
-    from medseg.inference.settings import inference_settings
+    from medseg.inference.deploy_config import postprocess_ids
+    from medseg.inference.settings import inference_settings, with_tta
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
@@ -71,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = cfg.val_dataset
         if dataset is None:
             raise ConfigError("missing required key", cfg.path, "val_dataset")
-        settings = inference_settings(cfg.dic, cfg.path)
+        settings = with_tta(inference_settings(cfg.dic, cfg.path), args.tta)
+        largest_component = postprocess_ids(
+            cfg.dic.get("postprocess"), dataset.num_classes, cfg.path
+        )
         space = resolve_space(dataset, args.space)
         device = select_device(args.device)
         model = cfg.model
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         space=space,
         nsd_tolerance=args.nsd_tolerance,
         on_prediction=save_prediction if args.save_predictions else None,
+        largest_component=largest_component,
     )
     extra = {
         "space": result["space"],

@@ -45,6 +45,7 @@ from medseg.engine.distributed import (
 from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
+from medseg.inference.deploy_config import postprocess_ids
 from medseg.inference.settings import inference_settings
 from medseg.models.losses.computation import loss_computation
 
@@ -123,6 +124,11 @@ class Trainer:
         if options.do_eval and self.val_dataset is None:
             raise ValueError(f"--do_eval needs a val_dataset in {cfg.path}")
         self.inference = inference_settings(cfg.dic, cfg.path) if self.val_dataset else None
+        self.largest_component = (
+            postprocess_ids(cfg.dic.get("postprocess"), self.val_dataset.num_classes, cfg.path)
+            if self.val_dataset
+            else ()
+        )
         self.eval_space = (
             resolve_space(self.val_dataset, options.eval_space) if self.val_dataset else None
         )
@@ -338,6 +344,7 @@ class Trainer:
             self.eval_space,
             amp_dtype=self.amp_dtype,
             progress=False,
+            largest_component=self.largest_component,
         )
         gathered = all_gather((scored, errors), self.dist)
         self.net.train()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import argparse
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from medseg.cvlibs.errors import ConfigError
@@ -88,3 +89,29 @@ def inference_settings(config: dict[str, Any], path: str | None = None) -> Infer
             "inference",
         )
     return settings
+
+
+# Mirror test-time augmentation when on and the settings name no axes: every spatial axis,
+# nnU-Net's default (8 predictions per window).
+MIRROR_AXES = (0, 1, 2)
+
+
+def with_tta(settings: InferenceSettings, tta: bool) -> InferenceSettings:
+    """`settings` with mirror TTA on (its own `tta_axes`, else all three axes) or off."""
+    axes = (settings.tta_axes or MIRROR_AXES) if tta else ()
+    return replace(settings, tta_axes=tuple(axes))
+
+
+def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--tta` (the default) and `--no_tta`, into `args.tta`; val.py and the deploy runner."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--tta",
+        dest="tta",
+        action="store_true",
+        default=True,
+        help="mirror test-time augmentation, the default: inference.tta_axes, else all three axes",
+    )
+    group.add_argument(
+        "--no_tta", dest="tta", action="store_false", help="predict without mirroring"
+    )

@@ -1,0 +1,117 @@
+"""Class probabilities on the preprocessed grid → a label map on the scan's grid, slab by slab.
+
+The probabilities arrive as slabs along the preprocessed array's first axis, in order (the
+streaming sliding window yields them as soon as no later window touches them). Each class is
+resampled linearly onto the cropped scan grid and reduced by a running argmax, a few output
+planes at a time, so memory stays bounded whatever the class count: one slab of K channels plus
+a few float32 planes of the scan, never a K-channel copy of the scan. Resampling is separable, so
+an output plane needs two input planes along that axis; the planes are computed by the same
+passes as a whole-volume resample (`linear_planes`), and the labels equal
+`invert_probabilities(...).argmax(0)` exactly (ties keep the lower class id, as `argmax` does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medseg.preprocessing.crop import pad_from_box
+from medseg.preprocessing.orientation import undo_reorient
+from medseg.preprocessing.resample import axis0_taps, linear_planes
+
+if TYPE_CHECKING:
+    from medseg.preprocessing.pipeline import PreprocessRecord
+
+# Output voxels per running-argmax step: its float32 planes (current class, best so far) stay
+# within a few tens of MB and in cache-friendly blocks.
+STEP_VOXELS = 1 << 22
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """uint8 for up to 256 classes, else int16 (the label-map dtype rule)."""
+    return np.dtype(np.uint8 if num_classes <= 256 else np.int16)
+
+
+class SlabBackMapper:
+    """Collect probability slabs `(K, dz, Y, X)` and build the label map on the scan's grid.
+
+    Args:
+        record: The case's preprocessing record.
+        num_classes: K.
+        backend: "numpy" or "cupy", for the resampling passes.
+    """
+
+    def __init__(self, record: PreprocessRecord, num_classes: int, backend: str = "numpy"):
+        self.record = record
+        self.num_classes = num_classes
+        self.backend = backend
+        self.depth = record.shape_after_resample[0]
+        self.lower, self.upper = axis0_taps(self.depth, record.shape_after_crop[0])
+        self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(num_classes))
+        self._held: np.ndarray | None = None  # input planes still needed, from `_held_start`
+        self._held_start = 0
+        self._received = 0  # input planes received so far
+        self._done = 0  # output planes written so far
+
+    def add(self, start: int, probabilities: np.ndarray) -> None:
+        """Take input planes `start ..` (they must follow the previous slab) and reduce what can.
+
+        The slab may be reused by the caller afterwards: planes still needed are copied.
+        """
+        expected = (self.num_classes, *self.record.shape_after_resample[1:])
+        if probabilities.ndim != 4 or (probabilities.shape[0], *probabilities.shape[2:]) != (
+            expected
+        ):
+            raise ValueError(
+                f"probability slab has shape {probabilities.shape}; expected "
+                f"({expected[0]}, dz, {expected[1]}, {expected[2]})"
+            )
+        if start != self._received:
+            raise ValueError(f"slab starts at plane {start}, expected {self._received}")
+        if self._held is None:
+            self._held, self._held_start = probabilities, start
+        else:
+            self._held = np.concatenate([self._held, probabilities], axis=1)
+        self._received = start + probabilities.shape[1]
+        ready = int(np.searchsorted(self.upper, self._received))  # outputs whose planes arrived
+        self._reduce(ready)
+        if self._done < len(self.lower):
+            keep = int(self.lower[self._done]) - self._held_start
+            self._held = np.array(self._held[:, keep:], dtype=np.float32)  # a copy: caller's may go
+            self._held_start += keep
+        else:
+            self._held = None
+
+    def _reduce(self, stop: int) -> None:
+        """Write output planes `_done .. stop` by a running argmax over the classes."""
+        plane = int(np.prod(self.label.shape[1:]))
+        step = max(1, STEP_VOXELS // max(plane, 1))
+        shape = self.record.shape_after_crop
+        for first in range(self._done, stop, step):
+            last = min(first + step, stop)
+            lo, hi = int(self.lower[first]), int(self.upper[last - 1]) + 1
+            slab = self._held[:, lo - self._held_start : hi - self._held_start]
+            best = None
+            out = self.label[first:last]
+            for k, channel in enumerate(slab):
+                score = linear_planes(channel, self.depth, shape, (first, last), lo, self.backend)
+                if best is None:
+                    best = np.array(score, dtype=np.float32)
+                    out[...] = 0
+                    continue
+                wins = score > best  # ties keep the lower id, as argmax does
+                out[wins] = k
+                np.copyto(best, score, where=wins)
+        self._done = max(self._done, stop)
+
+    def result(self) -> np.ndarray:
+        """The label map on the scan's own grid (crop box padded with 0, orientation undone)."""
+        if self._done != len(self.lower):
+            raise ValueError(
+                f"only {self._received} of {self.depth} preprocessed planes were given; the label "
+                "map is incomplete"
+            )
+        record = self.record
+        label = pad_from_box(self.label, record.crop_box, record.shape_after_reorient, 0)
+        return np.ascontiguousarray(undo_reorient(label, record.permutation, record.flips))
