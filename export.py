@@ -144,19 +144,6 @@ def export_onnx(graph: Any, path: Path, sample: np.ndarray, opset: int, output: 
         return _check(tmp, graph, sample)
 
 
-def _dataset_info(cfg: Config) -> dict[str, Any]:
-    """The training dataset's dataset.json, which holds the preprocessing recipe."""
-    info = cfg.train_dataset.info
-    if not info.get("recipe"):
-        raise ConfigError(
-            "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
-            "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
-            cfg.path,
-            "train_dataset.dataset_root",
-        )
-    return info
-
-
 def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
     """The window must be a size the network takes: offset + m · multiple per axis, m >= 1."""
     rules = zip(patch, model.size_offset, model.size_multiple, strict=True)
@@ -173,31 +160,42 @@ def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
 def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
-    """Collect what inference needs from the config, the model and the dataset description."""
-    from medseg.inference.settings import inference_settings
-    from medseg.preprocessing.recipe import Recipe
+    """Collect what inference needs from the model folder and the config.
 
-    info = _dataset_info(cfg)
-    modalities = list(info.get("modalities") or [])
-    if len(modalities) != model.in_channels:
+    Recipe, modalities and labels come from the model folder's model_info.json (older
+    checkpoints: the training dataset's dataset.json); window and post-processing from the config,
+    so --opts can change them.
+    """
+    from medseg.inference.model_info import model_info_for
+    from medseg.inference.settings import inference_settings
+
+    info = model_info_for(args.model_path, cfg, model)
+    if info.recipe is None:
         raise ConfigError(
-            f"the model takes {model.in_channels} channel(s) but dataset.json lists modalities "
-            f"{modalities}",
+            "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
+            "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
+            cfg.path,
+            "train_dataset.dataset_root",
+        )
+    if len(info.modalities) != model.in_channels or info.num_classes != model.num_classes:
+        raise ConfigError(
+            f"the model takes {model.in_channels} channel(s) and predicts {model.num_classes} "
+            f"classes, but its model folder / dataset.json lists modalities "
+            f"{list(info.modalities)} and {info.num_classes} classes",
             cfg.path,
             "model.in_channels",
         )
     settings = inference_settings(cfg.dic, cfg.path)
     _check_patch(settings.patch_size, model, cfg.path)
-    names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,
         output="probabilities" if args.with_softmax else "logits",
         input_channels=model.in_channels,
         num_classes=model.num_classes,
         opset=args.opset,
-        modalities=tuple(modalities),
-        classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
-        recipe=Recipe.from_dict(info["recipe"]),
+        modalities=info.modalities,
+        classes=dict(info.classes),
+        recipe=info.recipe,
         inference=settings,
         largest_component=postprocess_ids(cfg.dic.get("postprocess"), model.num_classes, cfg.path),
         medseg_version=__version__,

@@ -49,8 +49,13 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:
-    """`torch.save` each `{name: object}` into `folder`, replacing it only once all are written."""
+def write_folder_atomic(
+    folder: Path, files: dict[str, Any], texts: dict[str, str] | None = None
+) -> None:
+    """`torch.save` each `{name: object}`, write each `{name: text}`, into `folder` atomically.
+
+    The folder is replaced only once every file is written.
+    """
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():
@@ -58,6 +63,8 @@ def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:
     tmp.mkdir(parents=True)
     for name, obj in files.items():
         torch.save(obj, tmp / name)
+    for name, text in (texts or {}).items():
+        (tmp / name).write_text(text)
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old")
         if old.exists():
@@ -69,9 +76,14 @@ def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:
         os.replace(tmp, folder)
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Write `model.pth` (weights only, loadable by val.py/export.py) and `train_state.pth`."""
-    write_folder_atomic(folder, {MODEL_FILE: model.state_dict(), STATE_FILE: state})
+def save_checkpoint(
+    folder: Path, model: torch.nn.Module, state: dict[str, Any], texts: dict[str, str] | None = None
+) -> None:
+    """Write `model.pth` (weights only, for val.py/export.py), `train_state.pth` and `texts`.
+
+    `texts` are e.g. the model folder's `model_info.json` and `config.yaml`.
+    """
+    write_folder_atomic(folder, {MODEL_FILE: model.state_dict(), STATE_FILE: state}, texts)
     logger.info("saved checkpoint %s", folder)
 
 

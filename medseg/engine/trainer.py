@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from medseg.cvlibs import Config
+from medseg.cvlibs import Config, ConfigError
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
     load_train_state,
@@ -46,6 +47,7 @@ from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
 from medseg.inference.deploy_config import postprocess_ids
+from medseg.inference.model_info import MODEL_INFO_FILE, ModelInfo
 from medseg.inference.settings import inference_settings
 from medseg.models.losses.computation import loss_computation
 
@@ -124,6 +126,7 @@ class Trainer:
         if options.do_eval and self.val_dataset is None:
             raise ValueError(f"--do_eval needs a val_dataset in {cfg.path}")
         self.inference = inference_settings(cfg.dic, cfg.path) if self.val_dataset else None
+        self.folder_texts = self._folder_texts(cfg)
         self.largest_component = (
             postprocess_ids(cfg.dic.get("postprocess"), self.val_dataset.num_classes, cfg.path)
             if self.val_dataset
@@ -288,12 +291,21 @@ class Trainer:
             state["rng_ranks"] = all_gather(state["rng"], self.dist)
         return state
 
+    def _folder_texts(self, cfg: Config) -> dict[str, str]:
+        """What makes a model folder self-contained: `model_info.json` and `config.yaml`."""
+        texts = {"config.yaml": yaml.safe_dump(cfg.dic, sort_keys=False)}
+        try:
+            texts[MODEL_INFO_FILE] = ModelInfo.from_config(cfg, self.model).to_json()
+        except (ConfigError, ValueError) as err:
+            logger.warning("model folders will lack %s (export needs it): %s", MODEL_INFO_FILE, err)
+        return texts
+
     def _save(self, iteration: int) -> None:
         state = self._state(iteration)
         if not self.dist.is_main:
             return
         folder = self.opt.save_dir / f"iter_{iteration}"
-        save_checkpoint(folder, self.model, state)
+        save_checkpoint(folder, self.model, state, self.folder_texts)
         if folder not in self.saved:
             self.saved.append(folder)
         while len(self.saved) > max(self.opt.keep_checkpoint_max, 1):
@@ -380,9 +392,10 @@ class Trainer:
             self.best = {"mean_dice": mean_dice, "iter": iteration}
             if self.dist.is_main:
                 write_folder_atomic(
-                    self.opt.save_dir / "best_model", {"model.pth": self.model.state_dict()}
+                    self.opt.save_dir / "best_model",
+                    {"model.pth": self.model.state_dict()},
+                    self.folder_texts,
                 )
-                self.cfg.dump(self.opt.save_dir / "best_model" / "config.yaml")
         logger.info(
             "[EVAL] best mean foreground Dice %.4f at iter %d",
             self.best["mean_dice"],

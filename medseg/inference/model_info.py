@@ -1,0 +1,175 @@
+"""`model_info.json`: what a model folder (`best_model/`, `iter_N/`) holds for inference.
+
+Torch-free.
+
+Written by training beside the weights, read by export.py, so a model exports on any machine
+from its own folder, without the preprocessed dataset. Keys: `medseg_version`, `input_channels`,
+`num_classes`, `modalities` (one name per channel), `classes` (`{id: name}`), `recipe` (the
+preprocessing recipe, `Recipe.to_dict()`, or null when the dataset recorded none), `inference`
+(sliding-window settings) and `postprocess` (`largest_component`), as in deploy.yaml.
+
+Checkpoints written before this file existed still load: `model_info_for` falls back to the
+config and the training dataset's dataset.json, with a log line saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from medseg import __version__
+from medseg.cvlibs.errors import ConfigError
+from medseg.inference.deploy_config import postprocess_ids
+from medseg.inference.settings import InferenceSettings, inference_settings
+from medseg.preprocessing.recipe import Recipe
+from medseg.utils.atomic import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+MODEL_INFO_FILE = "model_info.json"
+KEYS = (
+    "medseg_version",
+    "input_channels",
+    "num_classes",
+    "modalities",
+    "classes",
+    "recipe",
+    "inference",
+    "postprocess",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """A validated model_info.json.
+
+    Attributes:
+        input_channels: Channels the model takes.
+        num_classes: Classes it predicts, background included.
+        modalities: One name per input channel.
+        classes: Class names by id, 0 .. num_classes - 1.
+        recipe: The training data's preprocessing, or None when the dataset recorded none.
+        inference: Sliding-window settings of the training config.
+        largest_component: Class ids post-processed to their largest connected component.
+        medseg_version: Version that wrote the file.
+    """
+
+    input_channels: int
+    num_classes: int
+    modalities: tuple[str, ...]
+    classes: dict[int, str]
+    recipe: Recipe | None
+    inference: InferenceSettings
+    largest_component: tuple[int, ...] = ()
+    medseg_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (class ids as strings, JSON's only key type)."""
+        return {
+            "medseg_version": self.medseg_version,
+            "input_channels": self.input_channels,
+            "num_classes": self.num_classes,
+            "modalities": list(self.modalities),
+            "classes": {str(k): v for k, v in self.classes.items()},
+            "recipe": None if self.recipe is None else self.recipe.to_dict(),
+            "inference": self.inference.to_dict(),
+            "postprocess": {"largest_component": list(self.largest_component)},
+        }
+
+    def to_json(self) -> str:
+        """The file's text."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def write(self, folder: str | os.PathLike) -> None:
+        """Write `<folder>/model_info.json` atomically."""
+        write_text_atomic(Path(folder) / MODEL_INFO_FILE, self.to_json())
+
+    @classmethod
+    def from_config(cls, cfg: Any, model: Any) -> ModelInfo:
+        """Collect the facts from a training config and its model (reads the dataset.json)."""
+        info = cfg.train_dataset.info
+        names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
+        recipe = info.get("recipe")
+        return cls(
+            input_channels=model.in_channels,
+            num_classes=model.num_classes,
+            modalities=tuple(str(m) for m in info.get("modalities") or ()),
+            classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
+            recipe=Recipe.from_dict(recipe) if recipe else None,
+            inference=inference_settings(cfg.dic, cfg.path),
+            largest_component=postprocess_ids(
+                cfg.dic.get("postprocess"), model.num_classes, cfg.path
+            ),
+        )
+
+
+def _count(data: dict[str, Any], key: str, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"expected a positive integer, got {value!r}", where, key)
+    return value
+
+
+def load_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Read and validate model_info.json (or the one in a model folder); errors name the key."""
+    path = Path(path)
+    path = path / MODEL_INFO_FILE if path.is_dir() else path
+    where = str(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"not valid JSON: {err}", where) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected an object at the top level, got {type(data).__name__}", where)
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(KEYS)}", where)
+    channels, num_classes = (
+        _count(data, "input_channels", where),
+        _count(data, "num_classes", where),
+    )
+    modalities = data.get("modalities")
+    if not isinstance(modalities, list) or len(modalities) not in (0, channels):
+        raise ConfigError(f"expected {channels} name(s), got {modalities!r}", where, "modalities")
+    classes = data.get("classes")
+    try:
+        classes = {int(k): str(v) for k, v in classes.items()}
+    except (AttributeError, ValueError):
+        raise ConfigError(f"expected {{id: name}}, got {classes!r}", where, "classes") from None
+    if sorted(classes) != list(range(num_classes)):
+        raise ConfigError(
+            f"expected ids 0..{num_classes - 1}, got {sorted(classes)}", where, "classes"
+        )
+    try:
+        recipe = None if data.get("recipe") is None else Recipe.from_dict(data["recipe"])
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err), where, "recipe") from None
+    return ModelInfo(
+        input_channels=channels,
+        num_classes=num_classes,
+        modalities=tuple(str(m) for m in modalities),
+        classes=classes,
+        recipe=recipe,
+        inference=inference_settings({"inference": data.get("inference") or {}}, where),
+        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        medseg_version=str(data.get("medseg_version", "")),
+    )
+
+
+def model_info_for(model_path: str | os.PathLike, cfg: Any, model: Any) -> ModelInfo:
+    """The model folder's model_info.json, or (older checkpoints) the config's and dataset's."""
+    path = Path(model_path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / MODEL_INFO_FILE).is_file():
+        return load_model_info(folder)
+    logger.info(
+        "%s has no %s (saved before model folders were self-contained): reading the recipe, "
+        "labels and modalities from the training dataset's dataset.json",
+        folder,
+        MODEL_INFO_FILE,
+    )
+    return ModelInfo.from_config(cfg, model)
