@@ -322,3 +322,35 @@ def test_keep_largest_component_per_class():
     both = keep_largest_component(label, [1, 2, 3])
     assert both[5, 0, 5] == 0 and np.sum(both == 2) == 3 and np.sum(both == 1) == 9
     assert label[5, 5, 5] == 1  # input untouched
+
+
+@pytest.mark.slow
+def test_dicom_seg_round_trip_references_the_series(infer, deploy_yaml, raw_images, tmp_path):
+    pytest.importorskip("highdicom")
+    import highdicom
+    import pydicom
+
+    from medseg.inference.dicom_seg import read_dicom_seg, series_files
+
+    image, geometry = read_volume(raw_images[0])
+    series = tmp_path / "dicom" / "ct"
+    write_dicom_series(image, geometry, series)
+    nifti, seg = tmp_path / "nifti", tmp_path / "seg"
+    assert run(infer, deploy_yaml, series, nifti, "--no_tta") == 0
+    assert run(infer, deploy_yaml, series, seg, "--no_tta", "--output_format", "dicom-seg") == 0
+    expected = read_volume(nifti / "ct.nii.gz")[0]
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(read_dicom_seg(seg / "ct.dcm", series), expected)
+
+    dataset = highdicom.seg.segread(str(seg / "ct.dcm"))
+    assert [s.SegmentLabel for s in dataset.SegmentSequence] == ["liver", "spleen", "kidney"]
+    assert all("RecommendedDisplayCIELabValue" in s for s in dataset.SegmentSequence)
+    source = pydicom.dcmread(series_files(series)[0], stop_before_pixels=True)
+    assert dataset.StudyInstanceUID == source.StudyInstanceUID
+    referenced = dataset.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+
+    # A volume file cannot become a SEG: that case is reported, the batch goes on.
+    assert (
+        run(infer, deploy_yaml, raw_images[0], tmp_path / "x", "--output_format", "dicom-seg") == 1
+    )

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from medseg.cvlibs.errors import ConfigError
 from medseg.inference.deploy_config import DeployConfig, load_deploy_config
+from medseg.inference.dicom_seg import SEG_EXTENSION, import_highdicom, write_dicom_seg
 from medseg.inference.inputs import InputCase, find_cases, save_dir_problem
 from medseg.inference.onnx_predictor import OnnxPredictor
 from medseg.inference.segmenter import Segmenter, deploy_yaml_path
@@ -110,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_tta_arguments(parser)
     parser.add_argument(
+        "--output_format",
+        choices=tuple(OUTPUT_FORMATS),
+        default="nifti",
+        help="nifti (<case>.nii.gz, the default) or dicom-seg (<case>.dcm, a DICOM Segmentation "
+        "referencing the input series; DICOM inputs only; needs highdicom)",
+    )
+    parser.add_argument(
         "--skip_existing",
         action="store_true",
         help="skip cases whose label map is already in --save_dir (a rerun resumes a batch)",
@@ -144,9 +152,12 @@ def _save_probabilities(
         )
 
 
-def output_path(save_dir: Path, case: InputCase) -> Path:
+OUTPUT_FORMATS = {"nifti": ".nii.gz", "dicom-seg": SEG_EXTENSION}
+
+
+def output_path(save_dir: Path, case: InputCase, output_format: str = "nifti") -> Path:
     """The label map of `case`; it exists only once the case is finished (atomic writes)."""
-    return save_dir / f"{case.case_id}.nii.gz"
+    return save_dir / f"{case.case_id}{OUTPUT_FORMATS[output_format]}"
 
 
 class CaseRunner:
@@ -158,13 +169,28 @@ class CaseRunner:
         save_probabilities: Also write `<case>_probabilities.npz`.
     """
 
-    def __init__(self, segmenter: Segmenter, save_dir: Path, save_probabilities: bool):
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        save_dir: Path,
+        save_probabilities: bool,
+        output_format: str = "nifti",
+    ):
         self.segmenter = segmenter
         self.save_dir = save_dir
         self.save_probabilities = save_probabilities
+        self.output_format = output_format
 
     def __call__(self, case: InputCase, timer: StageTimer) -> int:
         """Predict `case` and write its outputs; returns the scan's voxel count."""
+        paths = ", ".join(map(str, case.paths))
+        if self.output_format == "dicom-seg" and not (
+            len(case.paths) == 1 and case.paths[0].is_dir()
+        ):
+            raise ValueError(
+                f"case '{case.case_id}' ({paths}): --output_format dicom-seg needs a DICOM series "
+                "folder as input (a SEG references its source slices)"
+            )
         with timer.stage("read"):
             image, geometry = read_case(case.paths)
         try:
@@ -172,13 +198,16 @@ class CaseRunner:
                 image, geometry, self.save_probabilities, case.case_id, timer
             )
         except ValueError as err:
-            paths = ", ".join(map(str, case.paths))
             raise ValueError(f"case '{case.case_id}' ({paths}): {err}") from None
         with timer.stage("write"):
             if self.save_probabilities:  # first: the label map's presence marks a finished case
                 path = self.save_dir / f"{case.case_id}_probabilities.npz"
                 _save_probabilities(result.probabilities, self.segmenter.deploy, geometry, path)
-            write_volume(result.label, geometry, output_path(self.save_dir, case))
+            path = output_path(self.save_dir, case, self.output_format)
+            if self.output_format == "dicom-seg":
+                write_dicom_seg(result.label, case.paths[0], self.segmenter.deploy.classes, path)
+            else:
+                write_volume(result.label, geometry, path)
         return int(np.prod(geometry.shape))
 
 
@@ -251,7 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, ValueError) as err:
         logger.error("%s", err)
         return 2
-    runner = CaseRunner(segmenter, save_dir, args.save_probabilities)
+    if args.output_format == "dicom-seg":
+        try:
+            import_highdicom()
+        except ImportError as err:
+            logger.error("%s", err)
+            return 2
+    runner = CaseRunner(segmenter, save_dir, args.save_probabilities, args.output_format)
     logger.info(
         "%d case(s) from %s (shard %d/%d) -> %s, with %s (%s)",
         len(cases),
@@ -279,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("skipped: %s", case.error)
             failed.append(case.case_id)
             rows.append({**row, "status": "failed", "error": case.error})
-        elif args.skip_existing and output_path(save_dir, case).is_file():
+        elif args.skip_existing and output_path(save_dir, case, args.output_format).is_file():
             logger.info("%s: already in %s, skipped", case.case_id, save_dir)
             rows.append({**row, "status": "skipped"})
         else:

@@ -4,7 +4,9 @@ Written by `export.py`, read by `deploy/python/infer.py`. Keys:
 
 - `medseg_version`: the version that exported the model.
 - `model`: `file` (ONNX file name, relative to deploy.yaml's folder), `output` ("logits" or
-  "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`.
+  "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`,
+  `precision` ("fp32", or "fp16" for `export.py --fp16`: float16 inside, float32 in and out;
+  optional, default fp32).
 - `modalities`: one name per input channel, in channel order (`<case>_0000` is the first).
 - `classes`: `{id: name}` for ids 0 (background) .. num_classes − 1.
 - `recipe`: the preprocessing recipe of the training data (`Recipe.to_dict()`).
@@ -29,7 +31,8 @@ from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
 
 OUTPUT_KINDS = ("logits", "probabilities")
-MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset")
+MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset", "precision")
+PRECISIONS = ("fp32", "fp16")
 TOP_KEYS = (
     "medseg_version",
     "model",
@@ -52,6 +55,7 @@ class DeployConfig:
         input_channels: Channels the model takes.
         num_classes: Classes it predicts, background included.
         opset: ONNX opset of the graph.
+        precision: "fp32" or "fp16" (weights and activations; inputs and outputs are float32).
         modalities: One name per input channel.
         classes: Class names by id.
         recipe: The training data's preprocessing.
@@ -70,6 +74,7 @@ class DeployConfig:
     classes: dict[int, str]
     recipe: Recipe
     inference: InferenceSettings
+    precision: str = "fp32"
     largest_component: tuple[int, ...] = ()
     medseg_version: str = ""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -84,6 +89,7 @@ class DeployConfig:
                 "input_channels": self.input_channels,
                 "num_classes": self.num_classes,
                 "opset": self.opset,
+                "precision": self.precision,
             },
             "modalities": list(self.modalities),
             "classes": dict(self.classes),
@@ -184,6 +190,11 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     model_path = (path.parent / model["file"]).resolve()
     if not model_path.is_file():
         raise FileNotFoundError(f"{where}: model.file {model['file']!r} not found at {model_path}")
+    precision = model.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"expected one of {list(PRECISIONS)}, got {precision!r}", where, "model.precision"
+        )
     input_channels = _positive_int(model, "input_channels", where)
     num_classes = _positive_int(model, "num_classes", where)
 
@@ -205,6 +216,7 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         input_channels=input_channels,
         num_classes=num_classes,
         opset=_positive_int(model, "opset", where),
+        precision=precision,
         modalities=tuple(str(m) for m in modalities),
         classes=_classes(data, num_classes, where),
         recipe=recipe,
