@@ -17,7 +17,11 @@ import numpy as np
 
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.settings import InferenceSettings
-from medseg.inference.sliding_window import sliding_window_slabs, softmax
+from medseg.inference.sliding_window import (
+    sliding_window_inference,
+    sliding_window_slabs,
+    softmax,
+)
 from medseg.inference.timing import StageTimer
 from medseg.preprocessing.backmap import SlabBackMapper, label_dtype
 from medseg.preprocessing.io import Geometry
@@ -32,6 +36,25 @@ from medseg.preprocessing.recipe import Recipe
 Predictor = Callable[[np.ndarray], np.ndarray]
 SPACES = ("original", "preprocessed")
 OUTPUT_KINDS = ("logits", "probabilities")
+
+
+def predict_logits(
+    image: np.ndarray, predictor: Predictor, settings: InferenceSettings, num_classes: int
+) -> np.ndarray:
+    """Blended network output `(K, Z, Y, X)` of one preprocessed image, held whole.
+
+    For comparing predictors; predictions go through `CasePipeline`, which never holds it.
+    """
+    return sliding_window_inference(
+        image,
+        predictor,
+        patch_size=settings.patch_size,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        gaussian=settings.gaussian,
+        tta_axes=settings.tta_axes,
+        num_classes=num_classes,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
