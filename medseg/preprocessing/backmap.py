@@ -99,9 +99,10 @@ class SlabBackMapper:
                 if best is None:
                     best = np.array(score, dtype=np.float32)
                     out[...] = 0
+                    wins = np.empty(best.shape, dtype=bool)
                     continue
-                wins = score > best  # ties keep the lower id, as argmax does
-                out[wins] = k
+                np.greater(score, best, out=wins)  # ties keep the lower id, as argmax does
+                np.copyto(out, k, where=wins)
                 np.copyto(best, score, where=wins)
         self._done = max(self._done, stop)
 
