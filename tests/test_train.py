@@ -69,7 +69,7 @@ def test_short_run_writes_everything(trained_run):
     ):
         assert field in log, field
     assert not list(trained_run.glob(".*tmp*")), "no temporary files left behind"
-    state = torch.load(trained_run / "iter_20" / "train_state.pth", weights_only=False)
+    state = torch.load(trained_run / "iter_20" / "train_state.pth", weights_only=True)
     assert state["iter"] == 20 and 0.0 <= state["best"]["mean_dice"] <= 1.0
     assert set(state) >= {"optimizer", "lr_scheduler", "grad_scaler", "rng", "best"}
 
@@ -102,9 +102,9 @@ def test_sigkill_then_resume_ends_with_identical_weights(tiny_config, tmp_path):
         capture_output=True,
     )
     assert_same_weights(final_weights(tmp_path / "full"), final_weights(tmp_path / "killed"))
-    full_state = torch.load(tmp_path / "full" / "iter_12" / "train_state.pth", weights_only=False)
+    full_state = torch.load(tmp_path / "full" / "iter_12" / "train_state.pth", weights_only=True)
     resumed_state = torch.load(
-        tmp_path / "killed" / "iter_12" / "train_state.pth", weights_only=False
+        tmp_path / "killed" / "iter_12" / "train_state.pth", weights_only=True
     )
     assert full_state["best"] == resumed_state["best"]
 
@@ -200,7 +200,7 @@ def test_fp16_training_scales_the_loss_validates_and_resumes_exactly(
     assert code == 0 and "loss is scaled by a GradScaler" in log
     assert "[EVAL] iter 4: mean foreground Dice" in log
     assert dtypes == [torch.float16]  # validation runs under the training's autocast dtype
-    state = torch.load(tmp_path / "full" / "iter_4" / "train_state.pth", weights_only=False)
+    state = torch.load(tmp_path / "full" / "iter_4" / "train_state.pth", weights_only=True)
     assert 0 < state["grad_scaler"]["scale"] <= 2.0**16
     resume = ("--resume_model", str(tmp_path / "full" / "iter_2"))
     assert run_with_forced_amp(tiny_config, tmp_path / "resumed", torch.float16, *resume)[0] == 0
@@ -244,3 +244,19 @@ def test_compiled_model_trains_and_saves_plain_weights(tiny_config, tmp_path):
     state = torch.load(tmp_path / "r" / "iter_2" / "model.pth")
     assert code == 0 and compiled == [True]
     assert not any(key.startswith(("_orig_mod.", "module.")) for key in state)
+
+
+@pytest.mark.parametrize("flag", ["--save_interval", "--log_iters", "--eval_interval"])
+def test_a_zero_interval_is_refused_naming_the_flag(tiny_config, tmp_path, flag):
+    code, log = run_in_process(tiny_config, tmp_path / "r", "--iters", "2", flag, "0")
+    assert code == 2 and f"{flag} must be a positive number of iterations, got 0" in log
+
+
+def test_keep_checkpoint_max_counts_the_folders_from_before_a_resume(tiny_config, tmp_path):
+    run = tmp_path / "r"
+    args = ("--save_interval", "1", "--device", "cpu", "--keep_checkpoint_max", "3")
+    assert run_in_process(tiny_config, run, "--iters", "3", *args)[0] == 0
+    assert sorted(p.name for p in run.glob("iter_*")) == ["iter_1", "iter_2", "iter_3"]
+    resume = ("--resume_model", str(run / "iter_3"))
+    assert run_in_process(tiny_config, run, "--iters", "5", *args, *resume)[0] == 0
+    assert sorted(p.name for p in run.glob("iter_*")) == ["iter_3", "iter_4", "iter_5"]

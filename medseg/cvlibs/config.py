@@ -231,11 +231,15 @@ class Config:
         """A deep copy of the resolved config."""
         return copy.deepcopy(self.dic)
 
+    def to_yaml(self) -> str:
+        """The fully resolved config as YAML text."""
+        return yaml.safe_dump(self.dic, sort_keys=False)
+
     def dump(self, path: str | os.PathLike) -> None:
         """Write the fully resolved config as YAML (atomically)."""
         from medseg.utils.atomic import write_text_atomic
 
-        write_text_atomic(path, yaml.safe_dump(self.dic, sort_keys=False))
+        write_text_atomic(path, self.to_yaml())
 
     def __repr__(self) -> str:
         return f"Config({self.path!r})"

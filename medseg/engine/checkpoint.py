@@ -1,14 +1,24 @@
 """Checkpoints: `iter_N/` folders that hold everything needed to resume exactly.
 
 A folder is written under a temporary name and renamed, so a killed run never leaves a
-half-written `iter_N/` that looks valid.
+half-written `iter_N/` that looks valid; replacing a folder (`best_model/`) swaps the two in
+one step, so the old one stays visible until the new one is in place.
+
+Nothing is unpickled: `model.pth` and `train_state.pth` are read with `weights_only=True`, so
+they may hold tensors and plain Python values only (the RNG states are stored that way).
+Checkpoints of earlier medseg versions kept NumPy's RNG state as an array: they are read with
+NumPy's array type allowlisted as well, and nothing else.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
+import pickle
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,9 +40,11 @@ def rng_states() -> dict[str, Any]:
     One GPU per process (each torchrun rank saves its own), so a checkpoint resumes on a
     machine with any number of GPUs.
     """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     states = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # Plain values, not an ndarray, so `torch.load(weights_only=True)` reads them back.
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -42,38 +54,78 @@ def rng_states() -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     """Undo `rng_states`; the GPU state goes to the current GPU, when CUDA is present."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    random.setstate(tuple(states["python"]))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def write_folder_atomic(
-    folder: Path, files: dict[str, Any], texts: dict[str, str] | None = None
-) -> None:
-    """`torch.save` each `{name: object}`, write each `{name: text}`, into `folder` atomically.
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False  # the filesystem or kernel cannot exchange: fall back to two renames
+    raise OSError(code, os.strerror(code), str(b))
 
-    The folder is replaced only once every file is written.
+
+def recover_folder(folder: Path) -> None:
+    """Put back `folder` from its `.old` copy if a run was killed between two renames."""
+    folder = Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    if old.is_dir() and not folder.exists():
+        os.replace(old, folder)
+        logger.warning("%s restored from %s (a run was killed while replacing it)", folder, old)
+
+
+def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:
+    """Write `{name: object}` into `folder`, replacing it only once all are written.
+
+    A `str` value is written as text, anything else with `torch.save`. An existing `folder`
+    is swapped with the new one in one step where the filesystem can (Linux), so it never
+    disappears; elsewhere a run killed between the two renames leaves `.<folder>.old`, which
+    `recover_folder` (called here and on loading) puts back.
     """
     folder = Path(folder)
+    recover_folder(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for name, obj in files.items():
-        torch.save(obj, tmp / name)
-    for name, text in (texts or {}).items():
-        (tmp / name).write_text(text)
-    if folder.exists():
+        if isinstance(obj, str):
+            (tmp / name).write_text(obj)
+        else:
+            torch.save(obj, tmp / name)
+    if not folder.exists():
+        os.replace(tmp, folder)
+    elif _exchange(tmp, folder):
+        shutil.rmtree(tmp)  # now the old folder
+    else:
         old = folder.with_name(f".{folder.name}.old")
         if old.exists():
             shutil.rmtree(old)
         os.replace(folder, old)
         os.replace(tmp, folder)
         shutil.rmtree(old)
-    else:
-        os.replace(tmp, folder)
+
+
+def earlier_checkpoints(save_dir: Path, up_to: int) -> list[Path]:
+    """The `iter_N/` folders in `save_dir` with N <= `up_to`, oldest first (a resumed run's)."""
+    found = []
+    for folder in Path(save_dir).glob("iter_*"):
+        number = folder.name.removeprefix("iter_")
+        if folder.is_dir() and number.isdigit() and int(number) <= up_to:
+            found.append((int(number), folder))
+    return [folder for _, folder in sorted(found)]
 
 
 def save_checkpoint(
@@ -83,22 +135,51 @@ def save_checkpoint(
 
     `texts` are e.g. the model folder's `model_info.json` and `config.yaml`.
     """
-    write_folder_atomic(folder, {MODEL_FILE: model.state_dict(), STATE_FILE: state}, texts)
+    files = {MODEL_FILE: model.state_dict(), STATE_FILE: state, **(texts or {})}
+    write_folder_atomic(folder, files)
     logger.info("saved checkpoint %s", folder)
 
 
 def load_train_state(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read `(model_state_dict, train_state)` from an `iter_N/` folder of `save_checkpoint`."""
     folder = Path(folder)
+    recover_folder(folder)
     missing = [name for name in (MODEL_FILE, STATE_FILE) if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"--resume_model {folder} is not a medseg checkpoint folder: "
             f"missing {', '.join(missing)}"
         )
-    model_state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
-    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    model_state = _load(folder / MODEL_FILE)
+    state = _load(folder / STATE_FILE)
+    if not isinstance(state, dict) or not {"iter", "optimizer", "rng"} <= set(state):
+        raise ValueError(f"{folder / STATE_FILE}: not a medseg training state")
     return model_state, state
+
+
+def _load(path: Path) -> Any:
+    """`torch.load(weights_only=True)`, with errors naming the file.
+
+    Files of earlier medseg versions hold NumPy's RNG state as an array; NumPy's array type is
+    allowlisted for them (only that: no other class, no function call).
+    """
+    numpy_array = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+    numpy_array.append(type(np.dtype(np.uint32)))
+    try:
+        with torch.serialization.safe_globals(numpy_array):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        reason = f"it names {found.group(1)}" if found else "it holds other objects"
+        raise ValueError(
+            f"{path}: refused: a checkpoint may hold tensors and plain values only, {reason} "
+            "(nothing in it is executed; was the file replaced?)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"{path}: cannot be read ({type(err).__name__}: {str(err).strip()[:200]}); "
+            "the file is truncated or corrupt (an interrupted copy?)"
+        ) from None
 
 
 def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from medseg.cvlibs import Config, ConfigError
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
+    earlier_checkpoints,
     load_train_state,
     restore_rng_states,
     rng_states,
@@ -81,6 +81,13 @@ class TrainOptions:
     eval_space: str = "auto"
     data_warn_fraction: float = 0.2
     dist: DistContext = field(default_factory=DistContext)
+
+    def __post_init__(self) -> None:
+        # Each is a divisor of the iteration number (0 would fail after the first step).
+        for flag in ("save_interval", "eval_interval", "log_iters"):
+            value = getattr(self, flag)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{flag} must be a positive number of iterations, got {value}")
 
 
 class Trainer:
@@ -144,6 +151,7 @@ class Trainer:
         self._check_classes()
         if options.resume_model:
             self._resume()
+            self.saved.extend(earlier_checkpoints(options.save_dir, self.start_iter))
         self._net: torch.nn.Module | None = None
 
     @property
@@ -293,7 +301,7 @@ class Trainer:
 
     def _folder_texts(self, cfg: Config) -> dict[str, str]:
         """What makes a model folder self-contained: `model_info.json` and `config.yaml`."""
-        texts = {"config.yaml": yaml.safe_dump(cfg.dic, sort_keys=False)}
+        texts = {"config.yaml": cfg.to_yaml()}
         try:
             texts[MODEL_INFO_FILE] = ModelInfo.from_config(cfg, self.model).to_json()
         except (ConfigError, ValueError) as err:
@@ -393,8 +401,7 @@ class Trainer:
             if self.dist.is_main:
                 write_folder_atomic(
                     self.opt.save_dir / "best_model",
-                    {"model.pth": self.model.state_dict()},
-                    self.folder_texts,
+                    {"model.pth": self.model.state_dict(), **self.folder_texts},
                 )
         logger.info(
             "[EVAL] best mean foreground Dice %.4f at iter %d",
