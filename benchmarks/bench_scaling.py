@@ -2,8 +2,8 @@
 
 For each scan size and class count K, an untrained VNet with K outputs is exported to ONNX (the
 point is memory and time, not accuracy) and one synthetic CT at 0.8 × 0.8 × 1.0 mm is predicted
-with the phantom's recipe (LPS, crop, 2.5 × 1.6 × 1.6 mm, CT window) on onnxruntime's CPU
-provider, without TTA, in a fresh process per measurement:
+with the phantom's recipe (tools/prepare_phantom.py: LPS, crop, 2.5 × 1.6 × 1.6 mm, CT window)
+on onnxruntime's CPU provider, without TTA, in a fresh process per measurement:
 
 - "before": the whole-volume path medseg had until this change: one (K, Z, Y, X) accumulator on
   the preprocessed grid, softmax, then all K channels resampled onto the scan's grid at once and
@@ -41,14 +41,6 @@ from benchmarks.measure import in_fresh_process, reset_peak, status_kib
 
 PATCH = (48, 64, 80)
 SPACING = (1.0, 0.8, 0.8)  # z, y, x in mm
-RECIPE = {
-    "orientation": "LPS",
-    "crop": {"threshold": -500.0, "margin": 2},
-    "target_spacing": [2.5, 1.6, 1.6],
-    "image_order": 1,
-    "label_interpolation": "nearest",
-    "normalization": {"type": "ct", "window": [-200.0, 300.0]},
-}
 TOTALSEG_CT = Path(__file__).resolve().parents[1] / "tests" / "data" / "totalseg_small"
 
 
@@ -75,6 +67,7 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
     from medseg.inference.settings import InferenceSettings
     from medseg.models.vnet import VNet
     from medseg.preprocessing.recipe import Recipe
+    from tests.conftest import PHANTOM_TOOL, load_tool
 
     torch.manual_seed(0)
     model = VNet(in_channels=1, num_classes=num_classes, base_channels=base_channels).eval()
@@ -87,7 +80,7 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
         opset=17,
         modalities=("CT",),
         classes={i: f"class_{i}" for i in range(num_classes)},
-        recipe=Recipe.from_dict(RECIPE),
+        recipe=Recipe.from_dict(load_tool(PHANTOM_TOOL).RECIPE),
         inference=InferenceSettings(patch_size=PATCH, overlap=0.25, batch_size=2),
         medseg_version=__version__,
     )

@@ -43,7 +43,7 @@ from medseg.inference.onnx_predictor import OnnxPredictor
 from medseg.inference.segmenter import Segmenter, deploy_yaml_path
 from medseg.inference.settings import add_tta_arguments
 from medseg.inference.timing import StageTimer
-from medseg.preprocessing.io import Geometry, read_case, write_volume
+from medseg.preprocessing.io import Geometry, write_volume
 from medseg.utils.atomic import atomic_path, write_text_atomic
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
@@ -191,14 +191,13 @@ class CaseRunner:
                 f"case '{case.case_id}' ({paths}): --output_format dicom-seg needs a DICOM series "
                 "folder as input (a SEG references its source slices)"
             )
-        with timer.stage("read"):
-            image, geometry = read_case(case.paths)
         try:
             result = self.segmenter.predict(
-                image, geometry, self.save_probabilities, case.case_id, timer
+                list(case.paths), None, self.save_probabilities, case.case_id, timer
             )
         except ValueError as err:
             raise ValueError(f"case '{case.case_id}' ({paths}): {err}") from None
+        geometry = result.geometry
         with timer.stage("write"):
             if self.save_probabilities:  # first: the label map's presence marks a finished case
                 path = self.save_dir / f"{case.case_id}_probabilities.npz"

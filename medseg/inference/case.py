@@ -118,11 +118,11 @@ class CasePipeline:
             num_classes=self.num_classes,
         )
         while True:
-            with _stage(timer, "inference"):
+            with stage(timer, "inference"):
                 item = next(slabs, None)
             if item is None:
                 return
-            with _stage(timer, "postprocess"):
+            with stage(timer, "postprocess"):
                 yield item
 
     def _finish(self, label: np.ndarray) -> np.ndarray:
@@ -158,7 +158,7 @@ class CasePipeline:
                 label[start : start + slab.shape[1]] = slab.argmax(axis=0)
                 if probabilities:
                     kept.append(self._probabilities(slab).copy())
-            with _stage(timer, "postprocess"):
+            with stage(timer, "postprocess"):
                 maps = np.concatenate(kept, axis=1) if probabilities else None
                 label = self._finish(label)
             return CasePrediction(label, preprocessed_geometry(record), maps)
@@ -168,7 +168,7 @@ class CasePipeline:
             if probabilities:
                 kept.append(slab.copy())
             mapper.add(start, slab)
-        with _stage(timer, "postprocess"):
+        with stage(timer, "postprocess"):
             maps = None
             if probabilities:
                 maps = invert_probabilities(np.concatenate(kept, axis=1), record, self.backend)
@@ -178,6 +178,21 @@ class CasePipeline:
     def _probabilities(self, slab: np.ndarray) -> np.ndarray:
         """Softmax of a logits slab, in place (the slab is the blender's own band)."""
         return softmax(slab, axis=0, out=slab) if self.output == "logits" else slab
+
+    def preprocess(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        recipe: Recipe,
+        case: str = "case",
+        timer: StageTimer | None = None,
+    ) -> tuple[np.ndarray, PreprocessRecord]:
+        """The training preprocessing of a scan `(C, Z, Y, X)`: the network's input and record."""
+        with stage(timer, "preprocess"):
+            image, _, record = preprocess_case(
+                image, geometry, recipe, case=case, backend=self.backend
+            )
+        return image, record
 
     def scan(
         self,
@@ -189,12 +204,10 @@ class CasePipeline:
         timer: StageTimer | None = None,
     ) -> CasePrediction:
         """Preprocess a scan `(C, Z, Y, X)` with `recipe` and predict it on its own grid."""
-        with _stage(timer, "preprocess"):
-            image, _, record = preprocess_case(
-                image, geometry, recipe, case=case, backend=self.backend
-            )
+        image, record = self.preprocess(image, geometry, recipe, case, timer)
         return self.preprocessed(image, record, "original", probabilities, timer)
 
 
-def _stage(timer: StageTimer | None, name: str) -> contextlib.AbstractContextManager:
+def stage(timer: StageTimer | None, name: str) -> contextlib.AbstractContextManager:
+    """`timer.stage(name)`, or nothing without a timer."""
     return contextlib.nullcontext() if timer is None else timer.stage(name)

@@ -104,11 +104,22 @@ class DeployConfig:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def _positive_int(node: dict[str, Any], key: str, path: str) -> int:
+def positive_int(node: dict[str, Any], key: str, path: str, prefix: str = "model.") -> int:
+    """`node[key]` as a positive int; the error names the file and `prefix + key`."""
     value = node.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"model.{key}")
+        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"{prefix}{key}")
     return value
+
+
+def check_keys(data: Any, accepted: tuple[str, ...], path: str, key: str | None = None) -> dict:
+    """`data` if it is a mapping of `accepted` keys only; else an error naming the file."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", path, key)
+    unknown = sorted(set(data) - set(accepted))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(accepted)}", path, key)
+    return data
 
 
 def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
@@ -118,7 +129,8 @@ def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _classes(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str]:
+def class_names(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str]:
+    """`data["classes"]` as `{id: name}` for ids 0 .. num_classes - 1 exactly."""
     node = _mapping(data, "classes", path)
     try:
         classes = {int(k): str(v) for k, v in node.items()}
@@ -168,16 +180,8 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", where) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", where)
-    unknown = sorted(set(data) - set(TOP_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(TOP_KEYS)}", where)
-
-    model = _mapping(data, "model", where)
-    unknown = sorted(set(model) - set(MODEL_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(MODEL_KEYS)}", where, "model")
+    check_keys(data, TOP_KEYS, where)
+    model = check_keys(_mapping(data, "model", where), MODEL_KEYS, where, "model")
     if model.get("output") not in OUTPUT_KINDS:
         raise ConfigError(
             f"expected one of {list(OUTPUT_KINDS)}, got {model.get('output')!r} (the runner "
@@ -195,8 +199,8 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         raise ConfigError(
             f"expected one of {list(PRECISIONS)}, got {precision!r}", where, "model.precision"
         )
-    input_channels = _positive_int(model, "input_channels", where)
-    num_classes = _positive_int(model, "num_classes", where)
+    input_channels = positive_int(model, "input_channels", where)
+    num_classes = positive_int(model, "num_classes", where)
 
     modalities = data.get("modalities")
     if not isinstance(modalities, list) or len(modalities) != input_channels:
@@ -215,10 +219,10 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         output=model["output"],
         input_channels=input_channels,
         num_classes=num_classes,
-        opset=_positive_int(model, "opset", where),
+        opset=positive_int(model, "opset", where),
         precision=precision,
         modalities=tuple(str(m) for m in modalities),
-        classes=_classes(data, num_classes, where),
+        classes=class_names(data, num_classes, where),
         recipe=recipe,
         inference=inference_settings({"inference": _mapping(data, "inference", where)}, where),
         largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),

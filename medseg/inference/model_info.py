@@ -23,7 +23,7 @@ from typing import Any
 
 from medseg import __version__
 from medseg.cvlibs.errors import ConfigError
-from medseg.inference.deploy_config import postprocess_ids
+from medseg.inference.deploy_config import check_keys, class_names, positive_int, postprocess_ids
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
@@ -107,13 +107,6 @@ class ModelInfo:
         )
 
 
-def _count(data: dict[str, Any], key: str, where: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", where, key)
-    return value
-
-
 def load_model_info(path: str | os.PathLike) -> ModelInfo:
     """Read and validate model_info.json (or the one in a model folder); errors name the key."""
     path = Path(path)
@@ -123,27 +116,15 @@ def load_model_info(path: str | os.PathLike) -> ModelInfo:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"not valid JSON: {err}", where) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected an object at the top level, got {type(data).__name__}", where)
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(KEYS)}", where)
-    channels, num_classes = (
-        _count(data, "input_channels", where),
-        _count(data, "num_classes", where),
-    )
+    check_keys(data, KEYS, where)
+    channels = positive_int(data, "input_channels", where, prefix="")
+    num_classes = positive_int(data, "num_classes", where, prefix="")
     modalities = data.get("modalities")
     if not isinstance(modalities, list) or len(modalities) not in (0, channels):
         raise ConfigError(f"expected {channels} name(s), got {modalities!r}", where, "modalities")
-    classes = data.get("classes")
-    try:
-        classes = {int(k): str(v) for k, v in classes.items()}
-    except (AttributeError, ValueError):
-        raise ConfigError(f"expected {{id: name}}, got {classes!r}", where, "classes") from None
-    if sorted(classes) != list(range(num_classes)):
-        raise ConfigError(
-            f"expected ids 0..{num_classes - 1}, got {sorted(classes)}", where, "classes"
-        )
+    if not isinstance(data.get("classes"), dict):
+        raise ConfigError(f"expected {{id: name}}, got {data.get('classes')!r}", where, "classes")
+    classes = class_names(data, num_classes, where)
     try:
         recipe = None if data.get("recipe") is None else Recipe.from_dict(data["recipe"])
     except (ValueError, TypeError) as err:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
-from medseg.inference.case import CasePipeline, CasePrediction
+from medseg.inference.case import CasePipeline, CasePrediction, stage
 from medseg.inference.deploy_config import DeployConfig, load_deploy_config
 from medseg.inference.onnx_predictor import OnnxPredictor
-from medseg.inference.settings import with_tta
+from medseg.inference.settings import InferenceSettings, with_tta
 from medseg.inference.timing import StageTimer
 from medseg.preprocessing.io import Geometry, image_channels, read_case, to_sitk
 
@@ -80,7 +80,7 @@ class Segmenter:
         )
 
     @property
-    def settings(self):
+    def settings(self) -> InferenceSettings:
         """The sliding-window settings in use."""
         return self.pipeline.settings
 
@@ -117,9 +117,16 @@ class Segmenter:
         case: str = "case",
         timer: StageTimer | None = None,
     ) -> CasePrediction:
-        """The label map (and, on request, class probabilities) on the input's own grid."""
-        array, geometry = self.read(image, geometry)
-        return self.pipeline.scan(array, geometry, self.deploy.recipe, case, probabilities, timer)
+        """The label map (and, on request, class probabilities) on the input's own grid.
+
+        A path is read here, and the scan's array is dropped once preprocessed: the network
+        and the back-mapping then run without a float32 copy of the scan in memory.
+        """
+        with stage(timer, "read"):
+            array, geometry = self.read(image, geometry)
+        pipeline = self.pipeline
+        array, record = pipeline.preprocess(array, geometry, self.deploy.recipe, case, timer)
+        return pipeline.preprocessed(array, record, "original", probabilities, timer)
 
     def __call__(self, image: ImageInput, geometry: Geometry | None = None) -> sitk.Image:
         """The label image of `image`, in its geometry."""

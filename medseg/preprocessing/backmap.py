@@ -49,15 +49,17 @@ class SlabBackMapper:
         self.depth = record.shape_after_resample[0]
         self.lower, self.upper = axis0_taps(self.depth, record.shape_after_crop[0])
         self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(num_classes))
-        self._held: np.ndarray | None = None  # input planes still needed, from `_held_start`
+        self._held: np.ndarray | None = None  # earlier input planes still needed
         self._held_start = 0
+        self._slab: np.ndarray | None = None  # the slab being reduced
+        self._slab_start = 0
         self._received = 0  # input planes received so far
         self._done = 0  # output planes written so far
 
     def add(self, start: int, probabilities: np.ndarray) -> None:
         """Take input planes `start ..` (they must follow the previous slab) and reduce what can.
 
-        The slab may be reused by the caller afterwards: planes still needed are copied.
+        The slab may be reused by the caller afterwards: the few planes still needed are copied.
         """
         expected = (self.num_classes, *self.record.shape_after_resample[1:])
         if probabilities.ndim != 4 or (probabilities.shape[0], *probabilities.shape[2:]) != (
@@ -69,19 +71,29 @@ class SlabBackMapper:
             )
         if start != self._received:
             raise ValueError(f"slab starts at plane {start}, expected {self._received}")
-        if self._held is None:
-            self._held, self._held_start = probabilities, start
-        else:
-            self._held = np.concatenate([self._held, probabilities], axis=1)
+        self._slab, self._slab_start = probabilities, start
         self._received = start + probabilities.shape[1]
         ready = int(np.searchsorted(self.upper, self._received))  # outputs whose planes arrived
         self._reduce(ready)
         if self._done < len(self.lower):
-            keep = int(self.lower[self._done]) - self._held_start
-            self._held = np.array(self._held[:, keep:], dtype=np.float32)  # a copy: caller's may go
-            self._held_start += keep
+            self._held = self._planes(int(self.lower[self._done]), self._received).copy()
+            self._held_start = int(self.lower[self._done])
         else:
             self._held = None
+        self._slab = None
+
+    def _planes(self, low: int, high: int) -> np.ndarray:
+        """Input planes `low .. high`, from the held planes and the current slab.
+
+        A view when they all lie in one of them, else a copy of just these planes.
+        """
+        slab, first = self._slab, self._slab_start
+        if low >= first:
+            return slab[:, low - first : high - first]
+        held = self._held[:, low - self._held_start :]
+        if high <= first:
+            return held[:, : high - low]
+        return np.concatenate([held, slab[:, : high - first]], axis=1)
 
     def _reduce(self, stop: int) -> None:
         """Write output planes `_done .. stop` by a running argmax over the classes."""
@@ -91,14 +103,14 @@ class SlabBackMapper:
         for first in range(self._done, stop, step):
             last = min(first + step, stop)
             lo, hi = int(self.lower[first]), int(self.upper[last - 1]) + 1
-            slab = self._held[:, lo - self._held_start : hi - self._held_start]
+            slab = self._planes(lo, hi)
             best = None
             out = self.label[first:last]
             for k, channel in enumerate(slab):
                 score = linear_planes(channel, self.depth, shape, (first, last), lo, self.backend)
                 if best is None:
                     best = np.array(score, dtype=np.float32)
-                    out[...] = 0
+                    out[...] = k
                     wins = np.empty(best.shape, dtype=bool)
                     continue
                 np.greater(score, best, out=wins)  # ties keep the lower id, as argmax does
