@@ -219,7 +219,7 @@ def build_deploy_config(
     so --opts can change them.
     """
     from medseg.inference.model_info import model_info_for
-    from medseg.inference.settings import inference_settings
+    from medseg.inference.settings import MIRROR_AXES, inference_settings
 
     info = model_info_for(args.model_path, cfg, model)
     if info.recipe is None:
@@ -237,7 +237,7 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = inference_settings(cfg.dic, cfg.path)
+    settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)  # the runner mirrors by default
     _check_patch(settings.patch_size, model, cfg.path)
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # medseg's main job: the whole pipeline on the built-in phantom, offline, from any directory.
 #   prepare (skipped when done) -> train with evaluation -> val.py in the scans' own space
-#   -> export.py (ONNX) -> deploy/python/infer.py on the raw scans -> tools/evaluate.py -> a PNG.
+#   -> export.py (ONNX) -> deploy/python/infer.py on the raw scans -> tools/evaluate.py -> a PNG,
+#   and val.py on 20 unseen test cases (another phantom seed): the figures that mean something.
 # MODEL=unet3d runs the UNet3D config instead of VNet; ITERS=N trains N iterations instead of the
 # config's (a quick smoke run). Uses a GPU when torch sees one.
 # Environment: the active virtualenv, else .venv/ (created and filled from requirements.txt).
@@ -16,6 +17,7 @@ case "$MODEL" in
 esac
 CONFIG="configs/phantom/${MODEL}_phantom_32_48_48_600.yml"
 DATA="data/phantom"
+TEST_DATA="data/phantom_test"  # unseen cases (seed 11) for the test-set figures
 ITERS_FLAG=()
 [ -n "${ITERS:-}" ] && ITERS_FLAG=(--iters "$ITERS")
 OUT="output/${MODEL}_phantom"
@@ -62,6 +64,12 @@ mkdir -p "$OUT"
 stage prepare "$PY" tools/prepare_phantom.py --output_dir "$DATA"
 stage train "$PY" train.py --config "$CONFIG" --save_dir "$OUT" --do_eval --save_interval 100 \
   --log_iters 50 --keep_checkpoint_max 2 --seed 0 "${ITERS_FLAG[@]}"
+stage prepare_test "$PY" tools/prepare_phantom.py --output_dir "$TEST_DATA" --seed 11
+cat "$TEST_DATA/preprocessed/train_list.txt" "$TEST_DATA/preprocessed/val_list.txt" \
+  >"$TEST_DATA/preprocessed/all_list.txt"
+stage test "$PY" val.py --config "$CONFIG" --model_path "$OUT/best_model/model.pth" \
+  --save_dir "$OUT/test" --metrics dice hd95 \
+  --opts "val_dataset.dataset_root=phantom_test/preprocessed" "val_dataset.file_list=all_list.txt"
 stage val "$PY" val.py --config "$CONFIG" --model_path "$OUT/best_model/model.pth" \
   --save_dir "$OUT/val" --metrics dice hd95 assd --save_predictions
 stage export "$PY" export.py --config "$CONFIG" --model_path "$OUT/best_model/model.pth" \
@@ -90,6 +98,14 @@ for name, entry in val["per_class"].items():
 print(f"{'foreground mean':<16}{val['foreground_mean']['dice']:>15.4f}"
       f"{val['foreground_mean']['hd95']:>10.2f}{deployed['foreground_mean']['dice']:>13.4f}")
 print("(Dice and HD95 per class over the validation cases, in each scan's own space)")
+test = json.loads((out / "test" / "summary.json").read_text())
+print(f"\n{'test set':<16}{'Dice':>8}{'HD95 mm':>10}{'cases':>7}")
+for name, entry in test["per_class"].items():
+    print(f"{name:<16}{entry['dice']['mean']:>8.4f}{entry['hd95']['mean']:>10.2f}"
+          f"{entry['dice']['count']:>7}")
+print(f"{'foreground mean':<16}{test['foreground_mean']['dice']:>8.4f}"
+      f"{test['foreground_mean']['hd95']:>10.2f}")
+print("(unseen cases of another phantom seed, mirrored prediction, each scan's own space)")
 EOF
 echo
 echo "stage times:"
@@ -99,6 +115,7 @@ echo "outputs:"
 echo "  checkpoints, train.log      $OUT/"
 echo "  best model                  $OUT/best_model/model.pth"
 echo "  metrics (val.py)            $OUT/val/metrics_per_case.csv, $OUT/val/summary.json"
+echo "  test-set metrics            $OUT/test/metrics_per_case.csv, $OUT/test/summary.json"
 echo "  predictions (val.py)        $OUT/val/predictions/"
 echo "  ONNX model + deploy.yaml    $OUT/export/"
 echo "  predictions (onnxruntime)   $OUT/infer/"

@@ -3,8 +3,10 @@
 By default (`--space auto`) the predictions are mapped back onto each scan's own grid and scored
 against the raw reference label maps in the raw spacing. Predictions go through the deploy
 runner's case pipeline, post-processing included, so a score is the score of the file the runner
-writes. Mirror TTA is on by default, as in the runner; with `--no_tta` val.py predicts exactly as
-evaluation during training does, so its mean Dice for best_model/ equals the best in train.log.
+writes. They are mirrored along every axis and averaged (nnU-Net's test-time augmentation) unless
+the config sets `inference.tta_axes` or `--no_tta` is given, as in the runner; with `--no_tta`
+val.py predicts exactly as evaluation during training does, so its mean Dice for best_model/
+equals the best in train.log.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
     from medseg.inference.deploy_config import postprocess_ids
-    from medseg.inference.settings import inference_settings, with_tta
+    from medseg.inference.settings import MIRROR_AXES, inference_settings, with_tta
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = cfg.val_dataset
         if dataset is None:
             raise ConfigError("missing required key", cfg.path, "val_dataset")
-        settings = with_tta(inference_settings(cfg.dic, cfg.path), args.tta)
+        settings = with_tta(inference_settings(cfg.dic, cfg.path, MIRROR_AXES), args.tta)
         largest_component = postprocess_ids(
             cfg.dic.get("postprocess"), dataset.num_classes, cfg.path
         )

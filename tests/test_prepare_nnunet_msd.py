@@ -51,7 +51,8 @@ def test_nnunet_multichannel_folder_is_prepared_with_a_plan_and_configs(nnunet, 
     assert info["plan"]["target_spacing"] == pytest.approx([3.0, 1.0, 1.2])
     assert all(n % 16 == 0 for n in info["plan"]["patch_size"])
     configs = sorted(p.name for p in (tmp_path / "cfg").iterdir())
-    assert configs[0] == "dataset042_blobs.yml" and configs[1].startswith("unet3d_")
+    assert configs[0] == "dataset042_blobs.yml"
+    assert [c.split("_")[0] for c in configs[1:]] == ["resencunet", "unet3d", "vnet"]
 
 
 def test_nnunet_ignore_label_becomes_the_ignore_index(nnunet, tmp_path):

@@ -9,6 +9,10 @@ from typing import Any
 from medseg.cvlibs.errors import ConfigError
 
 PATCH_TRANSFORMS = ("RandomCrop3D", "RandomResizedCrop3D", "Resize3D")
+# Mirroring along every spatial axis: what val.py and export.py (hence the deploy runner) use
+# when the config sets no `inference.tta_axes` (nnU-Net's default); training-time evaluation
+# does not mirror unless the config says so.
+MIRROR_AXES = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,13 @@ def _patch_from_transforms(config: dict[str, Any]) -> Any:
     return None
 
 
-def inference_settings(config: dict[str, Any], path: str | None = None) -> InferenceSettings:
-    """Build `InferenceSettings` from a resolved config dict, with errors naming the key."""
+def inference_settings(
+    config: dict[str, Any], path: str | None = None, default_tta_axes: tuple[int, ...] = ()
+) -> InferenceSettings:
+    """Build `InferenceSettings` from a resolved config dict, with errors naming the key.
+
+    `default_tta_axes` applies when the config has no `inference.tta_axes` (e.g. `MIRROR_AXES`).
+    """
     node = dict(config.get("inference") or {})
     patch = node.pop("patch_size", None) or _patch_from_transforms(config)
     if patch is None:
@@ -67,7 +76,8 @@ def inference_settings(config: dict[str, Any], path: str | None = None) -> Infer
         raise ConfigError(
             f"expected a positive int, got {batch_size!r}", path, "inference.batch_size"
         )
-    tta_axes = tuple(node.pop("tta_axes", ()) or ())
+    tta_axes = node.pop("tta_axes", None)
+    tta_axes = tuple(default_tta_axes) if tta_axes is None else tuple(tta_axes)
     if not all(a in (0, 1, 2) for a in tta_axes):
         raise ConfigError(
             f"expected spatial axes among 0, 1, 2 (z, y, x), got {list(tta_axes)}",
@@ -91,15 +101,9 @@ def inference_settings(config: dict[str, Any], path: str | None = None) -> Infer
     return settings
 
 
-# Mirror test-time augmentation when on and the settings name no axes: every spatial axis,
-# nnU-Net's default (8 predictions per window).
-MIRROR_AXES = (0, 1, 2)
-
-
 def with_tta(settings: InferenceSettings, tta: bool) -> InferenceSettings:
-    """`settings` with mirror TTA on (its own `tta_axes`, else all three axes) or off."""
-    axes = (settings.tta_axes or MIRROR_AXES) if tta else ()
-    return replace(settings, tta_axes=tuple(axes))
+    """`settings` as they are (`tta`), or without mirroring."""
+    return settings if tta else replace(settings, tta_axes=())
 
 
 def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +114,8 @@ def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
         dest="tta",
         action="store_true",
         default=True,
-        help="mirror test-time augmentation, the default: inference.tta_axes, else all three axes",
+        help="mirror at test time, the default: inference.tta_axes, or every axis where the "
+        "config sets none (evaluation during training does not mirror)",
     )
     group.add_argument(
         "--no_tta", dest="tta", action="store_false", help="predict without mirroring"

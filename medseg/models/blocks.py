@@ -125,11 +125,14 @@ def decode(
     aux_heads: nn.ModuleList | None,
     like: torch.Tensor,
     training: bool,
+    upsample_aux: bool = True,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Run an up path that consumes `skips` (deepest last) and apply the output head(s).
 
     Returns the logits, or `[main, aux...]` in training with auxiliary heads, each aux head reading
-    one up stage's output (coarsest first) and upsampled to the size of `like`.
+    one up stage's output. With `upsample_aux` (MedicalSeg's way) the aux outputs come coarsest
+    first, upsampled to the size of `like`; without it (nnU-Net's way) they come finest first at
+    their own resolution, and the loss downsamples the labels instead.
     """
     decoded = []
     for stage in stages:
@@ -138,7 +141,10 @@ def decode(
     main = head(out)
     if aux_heads is None or not training:
         return main
-    return [main] + [upsample_to(h(f), like) for h, f in zip(aux_heads, decoded[:-1], strict=True)]
+    pairs = list(zip(aux_heads, decoded[:-1], strict=True))
+    if upsample_aux:
+        return [main] + [upsample_to(h(f), like) for h, f in pairs]
+    return [main] + [h(f) for h, f in reversed(pairs)]
 
 
 def check_positive_ints(model: str, **values: object) -> None:

@@ -56,11 +56,13 @@ class UNet3D(nn.Module):
         norm: "batch", "instance" or "group".
         deep_supervision: In train mode, also return one auxiliary output per decoder level
             below full resolution (`num_levels - 2` of them).
+        upsample_aux: With deep supervision, upsample the auxiliary outputs to the input size
+            (MedicalSeg's way, coarsest first); False keeps them at their own resolution, finest
+            first (nnU-Net's way; the loss downsamples the labels by nearest neighbour).
         pretrained: Local medseg checkpoint to load after building, or None.
 
     In eval mode the output is always one tensor. With deep supervision, train mode returns
-    `[main, aux...]` (aux from the coarsest decoder level to the finest), each trilinearly
-    upsampled to the input size.
+    `[main, aux...]` (see `upsample_aux` for their order and size).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class UNet3D(nn.Module):
         num_levels: int = 4,
         norm: str = "batch",
         deep_supervision: bool = False,
+        upsample_aux: bool = True,
         pretrained: str | os.PathLike | None = None,
     ):
         super().__init__()
@@ -83,6 +86,7 @@ class UNet3D(nn.Module):
         self.num_classes = num_classes
         self.size_offset = (0, 0, 0)
         self.size_multiple = (2 ** (num_levels - 1),) * 3
+        self.upsample_aux = bool(upsample_aux)
 
         width = [base_channels * 2**level for level in range(num_levels)]
         self.encoder = nn.ModuleList(
@@ -112,4 +116,13 @@ class UNet3D(nn.Module):
         for level, block in enumerate(self.encoder):
             out = block(out if level == 0 else self.pool(out))
             skips.append(out)
-        return decode(skips.pop(), skips, self.decoder, self.head, self.aux_heads, x, self.training)
+        return decode(
+            skips.pop(),
+            skips,
+            self.decoder,
+            self.head,
+            self.aux_heads,
+            x,
+            self.training,
+            self.upsample_aux,
+        )

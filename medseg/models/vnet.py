@@ -155,13 +155,16 @@ class VNet(nn.Module):
             MedicalSeg; 0 disables it).
         conv_kernel: Odd edge length of the convolutions inside the stages (5 in the paper).
         deep_supervision: In train mode, also return one auxiliary output per coarser up stage.
+        upsample_aux: With deep supervision, upsample the auxiliary outputs to the input size
+            (MedicalSeg's way, coarsest first); False keeps them at their own resolution, finest
+            first (nnU-Net's way; the loss downsamples the labels by nearest neighbour).
 
     Valid input sizes per axis are `size_offset + m * size_multiple` (m >= 1); with kernel ==
     stride that is any multiple of the product of the strides. Other sizes raise `ValueError`.
 
     In eval mode the output is always one tensor. With deep supervision, train mode returns
-    `[main, aux_1, aux_2, aux_3]` (aux from the coarsest up stage to the finest, as MedicalSeg's
-    VNetDeepSup), each trilinearly upsampled to the input size.
+    `[main, aux_1, aux_2, aux_3]`: by default from the coarsest up stage to the finest, each
+    trilinearly upsampled to the input size, as MedicalSeg's VNetDeepSup (see `upsample_aux`).
     """
 
     def __init__(
@@ -176,6 +179,7 @@ class VNet(nn.Module):
         dropout: float = 0.5,
         conv_kernel: int = 5,
         deep_supervision: bool = False,
+        upsample_aux: bool = True,
     ):
         super().__init__()
         check_positive_ints(
@@ -190,6 +194,7 @@ class VNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.size_offset, self.size_multiple = size_rule(kernels, strides)
+        self.upsample_aux = bool(upsample_aux)
 
         width = [base_channels * 2**level for level in range(LEVELS + 1)]
         deep = [dropout if level >= LEVELS - 2 else 0.0 for level in range(LEVELS)]
@@ -232,7 +237,8 @@ class VNet(nn.Module):
         skips = [self.inp(x)]
         for stage in self.down:
             skips.append(stage(skips[-1]))
-        return decode(skips.pop(), skips, self.up, self.head, self.aux_heads, x, self.training)
+        heads = (self.head, self.aux_heads)
+        return decode(skips.pop(), skips, self.up, *heads, x, self.training, self.upsample_aux)
 
 
 @MODELS.register()
@@ -253,6 +259,7 @@ class VNetDeepSup(VNet):
         base_channels: int = 16,
         dropout: float = 0.5,
         conv_kernel: int = 5,
+        upsample_aux: bool = True,
     ):
         super().__init__(
             elu,
@@ -265,4 +272,5 @@ class VNetDeepSup(VNet):
             dropout,
             conv_kernel,
             deep_supervision=True,
+            upsample_aux=upsample_aux,
         )

@@ -6,23 +6,38 @@ the package registers every transform in `TRANSFORMS` under its class name.
 
 from medseg.transforms.compose import Compose, RandomTransform, Transform
 from medseg.transforms.intensity import (
+    Contrast,
+    Gamma,
+    GaussianBlur,
+    LowResolution,
     Normalize,
     RandomContrast,
     RandomGamma,
     RandomGaussianBlur,
     RandomGaussianNoise,
+    RandomLowResolution,
     RandomScaleIntensity,
+    ScaleIntensity,
 )
 from medseg.transforms.spatial import (
+    Flip,
     RandomCrop3D,
     RandomFlip3D,
     RandomResizedCrop3D,
     RandomRotation3D,
+    RandomZoom3D,
     Resize3D,
+    Rotate,
+    Zoom,
 )
 
 __all__ = [
     "Compose",
+    "Contrast",
+    "Flip",
+    "Gamma",
+    "GaussianBlur",
+    "LowResolution",
     "Normalize",
     "RandomContrast",
     "RandomCrop3D",
@@ -30,10 +45,15 @@ __all__ = [
     "RandomGamma",
     "RandomGaussianBlur",
     "RandomGaussianNoise",
+    "RandomLowResolution",
     "RandomResizedCrop3D",
     "RandomRotation3D",
     "RandomScaleIntensity",
     "RandomTransform",
+    "RandomZoom3D",
     "Resize3D",
+    "Rotate",
+    "ScaleIntensity",
     "Transform",
+    "Zoom",
 ]

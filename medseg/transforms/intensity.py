@@ -45,6 +45,28 @@ class Normalize(Transform):
 
 
 @TRANSFORMS.register()
+class ScaleIntensity(Transform):
+    """Multiply intensities by a fixed factor (brightness; `RandomScaleIntensity`'s twin).
+
+    Args:
+        factor: One factor for all channels, or one per channel.
+    """
+
+    def __init__(self, factor: float | Sequence[float]):
+        self.factor = np.atleast_1d(np.asarray(factor, dtype=np.float32))
+        if self.factor.ndim != 1 or self.factor.size == 0:
+            raise ValueError(f"ScaleIntensity.factor must be a number or a list, got {factor!r}")
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Scale every channel."""
+        if self.factor.size not in (1, image.shape[0]):
+            raise ValueError(
+                f"ScaleIntensity has {self.factor.size} factors for {image.shape[0]} channels"
+            )
+        return image * self.factor.reshape(-1, 1, 1, 1), label
+
+
+@TRANSFORMS.register()
 class RandomScaleIntensity(RandomTransform):
     """Multiply intensities by a random factor (brightness).
 
@@ -69,8 +91,36 @@ class RandomScaleIntensity(RandomTransform):
     ) -> Pair:
         """Scale by the drawn factor(s)."""
         count = image.shape[0] if self.per_channel else 1
-        factors = rng.uniform(*self.scale, size=count).astype(np.float32)
-        return image * factors.reshape(-1, 1, 1, 1), label
+        return ScaleIntensity(rng.uniform(*self.scale, size=count)).apply(image, label, rng)
+
+
+@TRANSFORMS.register()
+class Gamma(Transform):
+    """`x ** gamma` on each channel rescaled to [0, 1], mapped back (`RandomGamma`'s twin).
+
+    Each channel's minimum and maximum are kept; a constant channel is left as is.
+
+    Args:
+        gamma: The exponent, > 0.
+    """
+
+    def __init__(self, gamma: float):
+        if not isinstance(gamma, (int, float)) or gamma <= 0:
+            raise ValueError(f"Gamma.gamma must be a positive number, got {gamma!r}")
+        self.gamma = float(gamma)
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Apply the exponent to every channel."""
+        gamma = np.float32(self.gamma)
+        out = np.empty_like(image)
+        for c, channel in enumerate(image):
+            low, high = channel.min(), channel.max()
+            span = high - low
+            if span == 0:
+                out[c] = channel
+                continue
+            out[c] = np.power((channel - low) / span, gamma) * span + low
+        return out, label
 
 
 @TRANSFORMS.register()
@@ -94,16 +144,7 @@ class RandomGamma(RandomTransform):
         self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
     ) -> Pair:
         """Apply one drawn gamma to every channel."""
-        gamma = np.float32(rng.uniform(*self.gamma))
-        out = np.empty_like(image)
-        for c, channel in enumerate(image):
-            low, high = channel.min(), channel.max()
-            span = high - low
-            if span == 0:
-                out[c] = channel
-                continue
-            out[c] = np.power((channel - low) / span, gamma) * span + low
-        return out, label
+        return Gamma(float(rng.uniform(*self.gamma))).apply(image, label, rng)
 
 
 @TRANSFORMS.register()
@@ -134,6 +175,28 @@ class RandomGaussianNoise(RandomTransform):
 
 
 @TRANSFORMS.register()
+class GaussianBlur(Transform):
+    """Smooth each channel with a fixed spatial Gaussian (`RandomGaussianBlur`'s twin).
+
+    Args:
+        sigma: The kernel's standard deviation in voxels: one for all axes or `[z, y, x]`.
+    """
+
+    def __init__(self, sigma: float | Sequence[float]):
+        values = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        if values.size not in (1, 3) or (values < 0).any():
+            raise ValueError(f"GaussianBlur.sigma must be one or three numbers >= 0, got {sigma!r}")
+        self.sigma = float(values[0]) if values.size == 1 else tuple(float(v) for v in values)
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Blur every channel."""
+        out = np.empty_like(image)
+        for c, channel in enumerate(image):
+            ndimage.gaussian_filter(channel, self.sigma, output=out[c], mode="nearest")
+        return out, label
+
+
+@TRANSFORMS.register()
 class RandomGaussianBlur(RandomTransform):
     """Smooth each channel with a Gaussian over the spatial axes only (never across channels).
 
@@ -152,10 +215,33 @@ class RandomGaussianBlur(RandomTransform):
         self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
     ) -> Pair:
         """Blur every channel with the drawn sigma."""
-        sigma = rng.uniform(*self.sigma)
+        return GaussianBlur(float(rng.uniform(*self.sigma))).apply(image, label, rng)
+
+
+@TRANSFORMS.register()
+class Contrast(Transform):
+    """Stretch or compress each channel around its mean by a fixed factor (`RandomContrast`'s twin).
+
+    Args:
+        factor: Contrast factor; below 1 reduces contrast.
+        preserve_range: Clip the result to the channel's original [min, max].
+    """
+
+    def __init__(self, factor: float, preserve_range: bool = True):
+        if not isinstance(factor, (int, float)) or factor < 0:
+            raise ValueError(f"Contrast.factor must be a number >= 0, got {factor!r}")
+        self.factor = float(factor)
+        self.preserve_range = bool(preserve_range)
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Apply the factor to every channel around that channel's mean."""
+        factor = np.float32(self.factor)
         out = np.empty_like(image)
         for c, channel in enumerate(image):
-            ndimage.gaussian_filter(channel, sigma, output=out[c], mode="nearest")
+            mean = np.float32(channel.mean(dtype=np.float64))
+            out[c] = (channel - mean) * factor + mean
+            if self.preserve_range:
+                np.clip(out[c], channel.min(), channel.max(), out=out[c])
         return out, label
 
 
@@ -183,11 +269,58 @@ class RandomContrast(RandomTransform):
         self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
     ) -> Pair:
         """Apply one drawn factor to every channel around that channel's mean."""
-        factor = np.float32(rng.uniform(*self.factor))
+        twin = Contrast(float(rng.uniform(*self.factor)), self.preserve_range)
+        return twin.apply(image, label, rng)
+
+
+@TRANSFORMS.register()
+class LowResolution(Transform):
+    """Simulate a coarser scan: nearest-neighbour down-sampling, then cubic up-sampling back.
+
+    nnU-Net's low-resolution simulation with a fixed zoom (`RandomLowResolution`'s twin). The
+    label is untouched.
+
+    Args:
+        zoom: Fraction of the size kept along each spatial axis during the round trip, in (0, 1].
+    """
+
+    def __init__(self, zoom: float):
+        if not isinstance(zoom, (int, float)) or not 0 < zoom <= 1:
+            raise ValueError(f"LowResolution.zoom must be in (0, 1], got {zoom!r}")
+        self.zoom = float(zoom)
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Down- and up-sample every channel."""
+        shape = np.asarray(image.shape[1:])
+        small = np.maximum(np.rint(shape * self.zoom).astype(int), 1)
+        if (small == shape).all():
+            return image, label
         out = np.empty_like(image)
         for c, channel in enumerate(image):
-            mean = np.float32(channel.mean(dtype=np.float64))
-            out[c] = (channel - mean) * factor + mean
-            if self.preserve_range:
-                np.clip(out[c], channel.min(), channel.max(), out=out[c])
+            down = ndimage.zoom(channel, small / shape, order=0, mode="nearest", grid_mode=True)
+            out[c] = ndimage.zoom(
+                down, shape / np.asarray(down.shape), order=3, mode="nearest", grid_mode=True
+            )
         return out, label
+
+
+@TRANSFORMS.register()
+class RandomLowResolution(RandomTransform):
+    """Simulate a coarser scan with a random zoom (nnU-Net: zoom in (0.5, 1), p = 0.25).
+
+    Args:
+        zoom: Range of the kept size fraction (low, high), within (0, 1].
+        prob: Probability of applying.
+    """
+
+    def __init__(self, zoom: Sequence[float] = (0.5, 1.0), prob: float = 0.25):
+        super().__init__(prob)
+        self.zoom = to_range(zoom, "RandomLowResolution.zoom")
+        if not 0 < self.zoom[0] <= self.zoom[1] <= 1:
+            raise ValueError(f"RandomLowResolution.zoom must lie in (0, 1], got {zoom!r}")
+
+    def apply_random(
+        self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
+    ) -> Pair:
+        """Down- and up-sample with the drawn zoom."""
+        return LowResolution(float(rng.uniform(*self.zoom))).apply(image, label, rng)

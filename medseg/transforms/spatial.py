@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from medseg.cvlibs.registry import TRANSFORMS
 from medseg.transforms.compose import Pair, RandomTransform, Transform
@@ -51,6 +52,28 @@ def _resample_pair(
 
 
 @TRANSFORMS.register()
+class Flip(Transform):
+    """Mirror image and label along fixed spatial axes (`RandomFlip3D`'s deterministic twin).
+
+    Args:
+        axes: A spatial axis or a list of them (0 = z, 1 = y, 2 = x).
+    """
+
+    def __init__(self, axes: int | Sequence[int]):
+        listed = [axes] if isinstance(axes, int) else list(axes)
+        if any(a not in (0, 1, 2) for a in listed) or len(set(listed)) != len(listed):
+            raise ValueError(f"Flip.axes must be distinct spatial axes 0, 1, 2 (z, y, x): {axes}")
+        self.axes = tuple(int(a) for a in listed)
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Flip along `axes`."""
+        if not self.axes:
+            return image, label
+        image = np.flip(image, axis=tuple(a + 1 for a in self.axes))
+        return image, None if label is None else np.flip(label, axis=self.axes)
+
+
+@TRANSFORMS.register()
 class RandomFlip3D(Transform):
     """Mirror image and label along spatial axes.
 
@@ -84,10 +107,56 @@ class RandomFlip3D(Transform):
         else:
             axis = self.flip_axis[rng.integers(len(self.flip_axis))]
             axes = (axis,) if rng.random() < self.prob else ()
-        if not axes:
-            return image, label
-        image = np.flip(image, axis=tuple(a + 1 for a in axes))
-        return image, None if label is None else np.flip(label, axis=axes)
+        return Flip(axes).apply(image, label, rng)
+
+
+@TRANSFORMS.register()
+class Rotate(Transform):
+    """Rotate by a fixed angle in one plane about the volume centre (`RandomRotation3D`'s twin).
+
+    Args:
+        degrees: The angle.
+        plane: Two spatial axes, e.g. `[1, 2]` (in-plane on axial scans).
+        order: 1 (linear) or 0 (nearest) for the image; the label always uses 0.
+        image_fill: "min" or a number, for image voxels that come from outside the volume.
+    """
+
+    def __init__(
+        self,
+        degrees: float,
+        plane: Sequence[int] = (1, 2),
+        order: int = 1,
+        image_fill: float | str = "min",
+    ):
+        self.degrees = float(degrees)
+        self.plane = _check_plane(plane, "Rotate.plane")
+        if order not in (0, 1):
+            raise ValueError(f"{type(self).__name__}.order must be 0 or 1, got {order!r}")
+        self.order = int(order)
+        self.image_fill = check_fill(image_fill, f"{type(self).__name__}.image_fill")
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Rotate every image channel and the label by the same angle."""
+        fills = fill_values(image, self.image_fill)
+        image = np.stack(
+            [
+                rotate_plane(ch, self.plane, self.degrees, self.order, float(f))
+                for ch, f in zip(image, fills, strict=True)
+            ]
+        )
+        if label is not None:
+            label = rotate_plane(label, self.plane, self.degrees, 0, 0)
+        return image, label
+
+
+def _check_plane(plane: Sequence[int], name: str) -> tuple[int, int]:
+    pair = tuple(int(a) for a in plane)
+    if len(pair) != 2 or pair[0] == pair[1] or set(pair) - {0, 1, 2}:
+        raise ValueError(
+            f"{name} must be a pair of two different spatial axes from 0, 1, 2, e.g. [1, 2], "
+            f"got {plane!r}"
+        )
+    return pair
 
 
 @TRANSFORMS.register()
@@ -133,16 +202,7 @@ class RandomRotation3D(RandomTransform):
         """Rotate every image channel and the label by the same drawn angle and plane."""
         angle = rng.uniform(*self.degrees)
         plane = self.rotate_planes[rng.integers(len(self.rotate_planes))]
-        fills = fill_values(image, self.image_fill)
-        image = np.stack(
-            [
-                rotate_plane(ch, plane, angle, self.order, float(f))
-                for ch, f in zip(image, fills, strict=True)
-            ]
-        )
-        if label is not None:
-            label = rotate_plane(label, plane, angle, 0, 0)
-        return image, label
+        return Rotate(angle, plane, self.order, self.image_fill).apply(image, label, rng)
 
 
 @TRANSFORMS.register()
@@ -303,3 +363,80 @@ class RandomCrop3D(Transform):
         fill = fill_values(image, self.image_fill) if pads else 0
         image = crop_pad(image, start, self.size, fill)
         return image, None if label is None else crop_pad(label, start, self.size, 0)
+
+
+@TRANSFORMS.register()
+class Zoom(Transform):
+    """Scale the content about the volume centre by a fixed factor, keeping the shape.
+
+    `factor > 1` magnifies (zooms in), `< 1` shrinks; voxels that come from outside the volume
+    get `image_fill` in the image and 0 in the label. The label is resampled by nearest
+    neighbour, so no id is interpolated. `RandomZoom3D`'s deterministic twin.
+
+    Args:
+        factor: One factor for all axes, or `[z, y, x]`.
+        order: Spline order for the image (the label always uses 0).
+        image_fill: "min" or a number.
+    """
+
+    def __init__(
+        self, factor: float | Sequence[float], order: int = 1, image_fill: float | str = "min"
+    ):
+        values = np.broadcast_to(np.asarray(factor, dtype=np.float64), (3,)).copy()
+        if (values <= 0).any():
+            raise ValueError(f"Zoom.factor must be positive, got {factor!r}")
+        self.factor = tuple(float(v) for v in values)
+        self.order = _check_order(order, "Zoom.order")
+        self.image_fill = check_fill(image_fill, f"{type(self).__name__}.image_fill")
+
+    def apply(self, image: np.ndarray, label: np.ndarray | None, rng: object) -> Pair:
+        """Resample every channel and the label about the centre."""
+        shape = np.asarray(image.shape[1:], dtype=np.float64)
+        centre = (shape - 1) / 2.0
+        inverse = 1.0 / np.asarray(self.factor)
+        offset = centre - inverse * centre  # output voxel i samples input centre + (i - c) / f
+        fills = fill_values(image, self.image_fill)
+        image = np.stack(
+            [
+                ndimage.affine_transform(
+                    ch, inverse, offset, order=self.order, mode="constant", cval=float(f)
+                )
+                for ch, f in zip(image, fills, strict=True)
+            ]
+        )
+        if label is not None:
+            label = ndimage.affine_transform(label, inverse, offset, order=0, mode="constant")
+        return image, label
+
+
+@TRANSFORMS.register()
+class RandomZoom3D(RandomTransform):
+    """Scale the content about the centre by a random factor (nnU-Net: (0.7, 1.4), p = 0.2).
+
+    Args:
+        scale: Factor range (low, high); one factor is drawn for all axes.
+        prob: Probability of applying.
+        order: Spline order for the image (the label always uses 0).
+        image_fill: "min" or a number.
+    """
+
+    def __init__(
+        self,
+        scale: Sequence[float] = (0.7, 1.4),
+        prob: float = 0.2,
+        order: int = 1,
+        image_fill: float | str = "min",
+    ):
+        super().__init__(prob)
+        self.scale = to_range(scale, "RandomZoom3D.scale")
+        if self.scale[0] <= 0:
+            raise ValueError(f"RandomZoom3D.scale must be positive, got {scale!r}")
+        self.order = _check_order(order, "RandomZoom3D.order")
+        self.image_fill = check_fill(image_fill, "RandomZoom3D.image_fill")
+
+    def apply_random(
+        self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator
+    ) -> Pair:
+        """Zoom by the drawn factor."""
+        twin = Zoom(float(rng.uniform(*self.scale)), self.order, self.image_fill)
+        return twin.apply(image, label, rng)

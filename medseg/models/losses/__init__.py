@@ -3,6 +3,7 @@
 from medseg.models.losses.bce import BCELoss
 from medseg.models.losses.computation import loss_computation
 from medseg.models.losses.cross_entropy import CrossEntropyLoss
+from medseg.models.losses.deep_supervision import deep_supervision_weights
 from medseg.models.losses.dice import DiceLoss
 from medseg.models.losses.mixed import MixedLoss, set_default_ignore_index
 
@@ -11,6 +12,7 @@ __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
     "MixedLoss",
+    "deep_supervision_weights",
     "loss_computation",
     "set_default_ignore_index",
 ]
