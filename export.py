@@ -245,7 +245,7 @@ def build_deploy_config(
         input_channels=model.in_channels,
         num_classes=model.num_classes,
         opset=args.opset,
-        precision="fp16" if args.fp16 else "fp32",
+        precision="fp16" if getattr(args, "fp16", False) else "fp32",
         modalities=info.modalities,
         classes=dict(info.classes),
         recipe=info.recipe,

@@ -105,12 +105,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also write <case>_probabilities.npz on the scan's grid",
     )
     parser.add_argument(
-        "--no_tta",
-        action="store_true",
-        help="no mirroring at test time (deploy.yaml's inference.tta_axes; export.py writes "
-        "every axis unless the training config set them)",
-    )
-    parser.add_argument(
         "--lcc",
         action="store_true",
         help="keep the largest connected component of every foreground class",
