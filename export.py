@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from medseg import __version__
-from medseg.cvlibs import Config, ConfigError
-from medseg.inference.deploy_config import DeployConfig, postprocess_ids
+from medseg.cvlibs import MODELS, Config, ConfigError
+from medseg.engine.cli import add_device_argument
+from medseg.inference.deploy_config import DeployConfig
 from medseg.utils.atomic import atomic_path
 from medseg.utils.logging import setup_logging
 
@@ -72,9 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "layers are kept in float32, where fp16 InstanceNorm breaks in onnxruntime and TensorRT",
     )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument(
-        "--device", default="cpu", help="torch device for tracing: cpu, cuda or auto"
-    )
+    add_device_argument(parser, default="cpu")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
 
@@ -219,7 +218,7 @@ def build_deploy_config(
     so --opts can change them.
     """
     from medseg.inference.model_info import model_info_for
-    from medseg.inference.settings import MIRROR_AXES, inference_settings
+    from medseg.inference.settings import MIRROR_AXES
 
     info = model_info_for(args.model_path, cfg, model)
     if info.recipe is None:
@@ -237,8 +236,8 @@ def build_deploy_config(
             cfg.path,
             "model.in_channels",
         )
-    settings = inference_settings(cfg.dic, cfg.path, MIRROR_AXES)  # the runner mirrors by default
-    _check_patch(settings.patch_size, model, cfg.path)
+    settings = cfg.inference_settings(MIRROR_AXES)  # the runner mirrors by default
+    _check_patch(settings.patch_size, model, cfg.where("inference"))
     return DeployConfig(
         model_path=save_dir / MODEL_FILE,
         output="probabilities" if args.with_softmax else "logits",
@@ -250,7 +249,7 @@ def build_deploy_config(
         classes=dict(info.classes),
         recipe=info.recipe,
         inference=settings,
-        largest_component=postprocess_ids(cfg.dic.get("postprocess"), model.num_classes, cfg.path),
+        largest_component=cfg.postprocess.largest_component,
         medseg_version=__version__,
         source={"config": str(cfg.path), "model_path": str(args.model_path)},
     )
@@ -268,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.opset < MIN_OPSET:
             raise ValueError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
         cfg = Config(args.config, opts=args.opts)
-        model = cfg.model
+        model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)
         model = model.to(select_device(args.device)).eval()

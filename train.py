@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.cvlibs import Config, ConfigError
-from medseg.engine.cli import add_amp_arguments
+from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.train")
@@ -50,19 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prefetch_factor", type=int, help="batches each worker loads ahead (torch default 2)"
     )
     parser.add_argument("--do_eval", action="store_true", help="evaluate and keep best_model/")
-    parser.add_argument(
-        "--eval_space",
-        choices=("auto", "original", "preprocessed"),
-        default="auto",
-        help="grid of the --do_eval scores: the scans' own (original), the preprocessed one, or "
-        "auto (original when dataset.json records every case's source; val.py's default too)",
-    )
+    add_eval_space_argument(parser)
     parser.add_argument("--use_vdl", action="store_true", help="write VisualDL curves")
     parser.add_argument("--use_tensorboard", action="store_true", help="write TensorBoard curves")
     parser.add_argument("--keep_checkpoint_max", type=int, default=5, help="iter_N/ folders kept")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, augmentation, init")
     parser.add_argument("--resume_model", help="iter_N/ folder to continue from")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(parser)
     add_amp_arguments(parser)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (CUDA only; slow start)"
@@ -167,7 +161,11 @@ def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
     if context.is_main:
         cfg.dump(save_dir / "config.yaml")
         logger.info("config %s resolved into %s", args.config, save_dir / "config.yaml")
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    except OSError as err:  # a full or read-only save_dir: one line, not a traceback
+        logger.error("%s", err)
+        return 1
     if args.do_eval:
         logger.info(
             "best validation mean foreground Dice %.4f at iter %d (%s)",

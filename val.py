@@ -19,16 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.cvlibs import Config, ConfigError
-from medseg.engine.cli import add_amp_arguments
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
 from medseg.inference.settings import add_tta_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.logging import setup_logging
 
 logger = logging.getLogger("medseg.val")
-
-SPACES = ("auto", "original", "preprocessed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,20 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
     parser.add_argument("--save_dir", default="output/val", help="where results are written")
     add_metric_arguments(parser, "Dice is always included")
-    parser.add_argument(
-        "--space",
-        choices=SPACES,
-        default="auto",
-        help="score on the scans' own grid (original), the preprocessed grid, or auto (original "
-        "when dataset.json records every case's source label; what training uses)",
-    )
+    add_eval_space_argument(parser)
     parser.add_argument(
         "--save_predictions",
         action="store_true",
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
     add_tta_arguments(parser)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(parser)
     add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = parser.parse_args(argv)
@@ -66,25 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(save_dir / "val.log")
     from medseg.engine.checkpoint import load_model_weights
     from medseg.engine.evaluator import evaluate, resolve_space
-    from medseg.engine.report import format_table, write_results
     from medseg.engine.runtime import amp_dtype, select_device
-    from medseg.inference.deploy_config import postprocess_ids
-    from medseg.inference.settings import MIRROR_AXES, inference_settings, with_tta
+    from medseg.inference.settings import MIRROR_AXES, with_tta
+    from medseg.metrics.report import format_table, write_results
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
     try:
         cfg = Config(args.config, opts=args.opts)
-        dataset = cfg.val_dataset
-        if dataset is None:
-            raise ConfigError("missing required key", cfg.path, "val_dataset")
-        settings = with_tta(inference_settings(cfg.dic, cfg.path, MIRROR_AXES), args.tta)
-        largest_component = postprocess_ids(
-            cfg.dic.get("postprocess"), dataset.num_classes, cfg.path
-        )
-        space = resolve_space(dataset, args.space)
+        dataset = DATASETS.build(cfg.node("val_dataset"))
+        settings = with_tta(cfg.inference_settings(MIRROR_AXES), args.tta)
+        largest_component = cfg.postprocess.largest_component
+        space = resolve_space(dataset, args.eval_space)
         device = select_device(args.device)
-        model = cfg.model
+        model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
@@ -124,35 +111,32 @@ def main(argv: list[str] | None = None) -> int:
         largest_component=largest_component,
     )
     extra = {
-        "space": result["space"],
         "model_path": str(args.model_path),
         "config": cfg.path,
-        "metrics": metrics,
         "nsd_tolerance": args.nsd_tolerance,
         "inference": settings.to_dict(),
-        "errors": result["errors"],
     }
     if args.save_predictions:
-        extra["predictions"] = {"folder": str(prediction_dir), "grid": result["space"]}
-    write_results(save_dir, result["rows"], result["summary"], extra)
+        extra["predictions"] = {"folder": str(prediction_dir), "grid": result.space}
+    write_results(save_dir, result, extra)
     write_text_atomic(
         save_dir / "metrics.json",
         json.dumps(
             {
-                "mean_dice": result["mean_dice"],
-                "class_dice": result["class_dice"],
-                "space": result["space"],
+                "mean_dice": result.mean_dice,
+                "class_dice": result.class_dice,
+                "space": result.space,
             },
             indent=2,
         ),
     )
-    print(format_table(result["summary"], metrics))
-    if result["errors"]:
+    print(format_table(result))
+    if result.errors:
         logger.error(
             "%d of %d cases could not be scored (listed in summary.json): %s",
-            len(result["errors"]),
+            len(result.errors),
             len(dataset),
-            ", ".join(error["case"] for error in result["errors"]),
+            ", ".join(error.case for error in result.errors),
         )
         return 1
     logger.info("results in %s", save_dir)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import in_fresh_process, peak_mib_since, reset_peak
 
-from medseg.cvlibs import Config
+from medseg.cvlibs import DATASETS, Config
 from medseg.datasets import InfiniteSampler
 from medseg.utils.machine import machine_lines
 
@@ -106,7 +106,7 @@ def _sampler(method: str, dataset, samples: int):
 
 
 def _measure(method: str, samples: int, queue: multiprocessing.Queue) -> None:
-    dataset = Config(CONFIG, opts=[f"data_root={REPO / 'data'}"]).train_dataset
+    dataset = DATASETS.build(Config(CONFIG, opts=[f"data_root={REPO / 'data'}"]).train_dataset)
     draw = _sampler(method, dataset, samples)
     for i in range(min(10, samples)):  # warm-up: imports, first allocations
         assert tuple(draw(i).shape[1:]) == PATCH

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import export
-from medseg.cvlibs import Config
+from medseg.cvlibs import MODELS, Config
 from medseg.engine.checkpoint import load_model_weights
 from medseg.inference.case import predict_logits
 from medseg.inference.deploy_config import load_deploy_config
@@ -67,7 +67,7 @@ def main() -> None:
             sys.exit("export failed")
         deploy = load_deploy_config(Path(folder) / "deploy.yaml")
         onnx_predictor = OnnxPredictor(deploy.model_path, "cpu", args.threads)
-        model = Config(args.config).model
+        model = MODELS.build(Config(args.config).model)
         load_model_weights(model, args.model_path)
         torch_predictor = TorchPredictor(model, "cpu")
         settings = deploy.inference

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import in_fresh_process, peak_mib_since, reset_peak
 
-from medseg.cvlibs import Config
+from medseg.cvlibs import MODELS, Config
 from medseg.engine.checkpoint import load_model_weights
 from medseg.inference.sliding_window import sliding_window_inference
 from medseg.inference.torch_predictor import TorchPredictor
@@ -63,7 +63,7 @@ def make_volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
 def load_model(model_path: str | None) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = Config(CONFIG).model
+    model = MODELS.build(Config(CONFIG).model)
     if model_path:
         load_model_weights(model, model_path)
     return model.eval()

@@ -77,11 +77,7 @@ def test_opts_values_indices_and_errors(tmp_path):
     )
     assert cfg["train_dataset"]["transforms"][0]["size"] == [64, 64, 64]
     assert cfg["model"]["pretrained"] is None and cfg["model"]["elu"] is True
-    with pytest.raises(
-        ConfigError, match=r"unknown key 'modle'.*top-level keys are: model, train_dataset"
-    ):
-        apply_opts(cfg, ["modle.elu=1"])
-    with pytest.raises(ConfigError, match="out of range"):
+    with pytest.raises(ConfigError, match=r"--opts 'train_dataset.transforms.3.size=1'.*range"):
         apply_opts(cfg, ["train_dataset.transforms.3.size=1"])
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         apply_opts(cfg, ["model.elu"])
@@ -97,13 +93,13 @@ def test_data_root_prefixes_relative_dataset_paths(tmp_path):
         """,
     )
     cfg = Config(path)
-    assert cfg.dic["train_dataset"]["dataset_root"] == "/mnt/data/phantom/pre"
-    assert cfg.dic["train_dataset"]["result_dir"] == "/mnt/data/phantom/out"
-    assert cfg.dic["val_dataset"]["dataset_root"] == "/abs/pre"
+    assert cfg.train_dataset["dataset_root"] == "/mnt/data/phantom/pre"
+    assert cfg.train_dataset["result_dir"] == "/mnt/data/phantom/out"
+    assert cfg.val_dataset["dataset_root"] == "/abs/pre"
     # a dumped config loads to the same paths (data_root is applied once)
     cfg.dump(tmp_path / "resolved.yml")
     again = Config(tmp_path / "resolved.yml")
-    assert again.dic == cfg.dic
+    assert again.to_dict() == cfg.to_dict()
 
 
 def test_flag_overrides_and_schedule_length(tmp_path):
@@ -114,7 +110,7 @@ def test_flag_overrides_and_schedule_length(tmp_path):
     )
     cfg = Config(path, iters=10, batch_size=4, learning_rate=0.5)
     assert (cfg.iters, cfg.batch_size, cfg.learning_rate) == (10, 4, 0.5)
-    assert cfg.dic["lr_scheduler"]["decay_steps"] == 10
+    assert cfg.lr_scheduler["decay_steps"] == 10
 
 
 def test_missing_and_bad_required_keys(tmp_path):
@@ -130,6 +126,54 @@ def test_missing_and_bad_required_keys(tmp_path):
         cfg.model
 
 
+def test_unknown_top_level_key_in_a_file_names_the_file(tmp_path):
+    write(tmp_path / "base.yml", "iters: 10\nbatch_szie: 4\n")
+    path = write(tmp_path / "c.yml", "_base_: base.yml\nbatch_size: 2\n")
+    with pytest.raises(ConfigError) as err:
+        Config(path)
+    message = str(err.value)
+    assert f"in {tmp_path / 'base.yml'} at key 'batch_szie'" in message
+    assert "unknown top-level key; did you mean 'batch_size'?" in message
+    with pytest.raises(ConfigError, match=r"in .*c\.yml at key 'modle'.*did you mean 'model'"):
+        Config(write(tmp_path / "c.yml", "modle: {type: VNet}\n"))
+
+
+def test_unknown_top_level_key_in_opts_names_the_opts(tmp_path):
+    path = write(tmp_path / "c.yml", "iters: 10\n")
+    with pytest.raises(
+        ConfigError, match=r"in --opts 'batch_szie=4' at key 'batch_szie'.*'batch_size'"
+    ):
+        Config(path, opts=["batch_szie=4"])
+    # a known key the file does not set is accepted from --opts
+    cfg = Config(path, opts=["inference.tta_axes=[0]", "inference.patch_size=8"])
+    assert cfg.inference.tta_axes == (0,) and cfg.inference.patch_size == (8, 8, 8)
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((REPO / "configs").rglob("*.yml"))
+    assert len(configs) > 10
+    for path in configs:
+        Config(path)
+
+
+def test_wrong_typed_value_names_key_and_source(tmp_path):
+    path = write(
+        tmp_path / "c.yml",
+        "iters: 10\nbatch_size: 2\nlr_scheduler: {type: PolynomialDecay, learning_rate: 0.1}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        Config(path, opts=["lr_scheduler.learning_rate=fast"]).learning_rate
+    message = str(err.value)
+    assert "--opts 'lr_scheduler.learning_rate=fast'" in message
+    assert "at key 'lr_scheduler.learning_rate': expected a positive number, got 'fast'" in message
+    with pytest.raises(ConfigError, match=r"--opts 'iters=many' at key 'iters': expected a posi"):
+        Config(path, opts=["iters=many"]).iters
+    with pytest.raises(ConfigError, match=r"in .*c\.yml at key 'lr_scheduler.learning_rate'"):
+        Config(write(tmp_path / "c.yml", "lr_scheduler: {learning_rate: fast}\n")).learning_rate
+    with pytest.raises(ConfigError, match=r"--opts 'learning_rate=fast'.*unknown top-level key"):
+        Config(path, opts=["learning_rate=fast"])
+
+
 def test_dump_writes_resolved_yaml(tmp_path):
     write(tmp_path / "base.yml", "iters: 5\nmodel: {type: VNet, elu: true}\n")
     path = write(tmp_path / "c.yml", "_base_: base.yml\nmodel: {elu: false}\n")
@@ -139,3 +183,20 @@ def test_dump_writes_resolved_yaml(tmp_path):
         "iters": 7,
         "model": {"type": "VNet", "elu": False},
     }
+
+
+def test_inference_window_defaults_to_the_training_patch(tmp_path):
+    path = write(
+        tmp_path / "c.yml",
+        """
+        train_dataset:
+          type: MedicalDataset
+          transforms: [{type: RandomFlip3D}, {type: RandomCrop3D, size: [16, 24, 32]}]
+        inference: {overlap: 0.25}
+        """,
+    )
+    settings = Config(path).inference
+    assert settings.patch_size == (16, 24, 32) and settings.overlap == 0.25
+    assert Config(path, opts=["inference.patch_size=8"]).inference.patch_size == (8, 8, 8)
+    with pytest.raises(ConfigError, match=r"--opts 'inference.batch_size=0'.*positive integer"):
+        Config(path, opts=["inference.batch_size=0"]).inference

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.cvlibs import Config, ConfigError
-from medseg.models.losses import CrossEntropyLoss, DiceLoss, MixedLoss
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.models.losses import CrossEntropyLoss, DiceLoss, MixedLoss, build_losses
+from medseg.optim import build_lr_scheduler, build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 LUNG = REPO / "configs/lung_coronavirus/vnet_lung_coronavirus_128_128_128_15k.yml"
@@ -18,37 +19,36 @@ SPINE_DEEPSUP = REPO / "configs/mri_spine_seg/vnetdeepsup_mri_spine_seg_512_512_
 def test_lung_chain_builds_model_loss_optimizer_scheduler():
     cfg = Config(LUNG)
     assert cfg.batch_size == 6 and cfg.iters == 15000
-    assert (
-        cfg.dic["train_dataset"]["dataset_root"] == "data/lung_coronavirus/lung_coronavirus_phase0"
-    )
-    model = cfg.model
+    assert cfg.train_dataset["dataset_root"] == "data/lung_coronavirus/lung_coronavirus_phase0"
+    model = MODELS.build(cfg.model)
     assert type(model).__name__ == "VNet" and model.num_classes == 3
-    loss = cfg.loss
+    loss = build_losses(cfg.loss, ignore_index=255)
     assert loss["coef"] == [1.0]
     (mixed,) = loss["types"]
     assert isinstance(mixed, MixedLoss)
     assert [type(m) for m in mixed.losses] == [CrossEntropyLoss, DiceLoss]
     # the loss sets no ignore_index, so it takes the dataset's (MedicalSeg default 255)
     assert all(m.ignore_index == 255 for m in mixed.losses)
-    optimizer = cfg.optimizer
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.learning_rate)
     assert isinstance(optimizer, torch.optim.SGD)
     group = optimizer.param_groups[0]
     assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-4
     assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in model.parameters())
-    scheduler = cfg.lr_scheduler
+    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer, cfg.iters)
     assert scheduler.optimizer is optimizer
     assert group["lr"] == pytest.approx(1e-3)
     assert scheduler.lr_at(15000) == pytest.approx(0.0)
     assert scheduler.lr_at(7500) == pytest.approx(1e-3 * 0.5**0.9)
 
 
-def test_properties_are_cached_and_never_mutate_the_config():
+def test_building_never_mutates_the_config():
     cfg = Config(LUNG)
     before = cfg.to_dict()
-    assert cfg.model is cfg.model
-    assert cfg.loss is cfg.loss
-    assert cfg.optimizer is cfg.optimizer
-    assert cfg.dic == before
+    node = cfg.optimizer
+    model = MODELS.build(cfg.model)
+    build_lr_scheduler(cfg.lr_scheduler, build_optimizer(node, model, 1e-3), cfg.iters)
+    build_losses(cfg.loss)
+    assert cfg.to_dict() == before and cfg.optimizer == node
 
 
 def test_lung_with_opts():
@@ -62,25 +62,28 @@ def test_lung_with_opts():
             "train_dataset.transforms.0.size=[64,64,64]",
         ],
     )
-    assert sum(p.numel() for p in cfg.model.parameters()) < 5_000_000  # width 4 (64.5M at 16)
-    assert isinstance(cfg.optimizer, torch.optim.AdamW)
-    assert cfg.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
-    assert cfg.dic["train_dataset"]["transforms"][0]["size"] == [64, 64, 64]
+    model = MODELS.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000  # width 4 (64.5M at 16)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.learning_rate)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert cfg.train_dataset["transforms"][0]["size"] == [64, 64, 64]
 
 
 def test_spine_configs_build_anisotropic_vnet_and_deep_supervision():
-    model = Config(SPINE, opts=["model.base_channels=4"]).model
+    model = MODELS.build(Config(SPINE, opts=["model.base_channels=4"]).model)
     out = model.eval()(torch.zeros(1, 1, 32, 32, 8))
     assert out.shape == (1, 20, 32, 32, 8)
 
     cfg = Config(SPINE_DEEPSUP, opts=["model.base_channels=4"])
-    assert cfg.loss["coef"] == [0.25, 0.25, 0.25, 0.25]
-    outputs = cfg.model.train()(torch.zeros(1, 1, 32, 32, 8))
+    losses = build_losses(cfg.loss, ignore_index=255)
+    assert losses["coef"] == [0.25, 0.25, 0.25, 0.25]
+    outputs = MODELS.build(cfg.model).train()(torch.zeros(1, 1, 32, 32, 8))
     assert len(outputs) == 4
     from medseg.models.losses.computation import loss_computation
 
     labels = torch.zeros(1, 32, 32, 8, dtype=torch.long)
-    total, terms = loss_computation(outputs, labels, cfg.loss)
+    total, terms = loss_computation(outputs, labels, losses)
     assert torch.isfinite(total) and set(terms) >= {"CrossEntropyLoss", "DiceLoss"}
 
 
@@ -93,7 +96,7 @@ def write(tmp_path, text):
 def test_unknown_type_lists_names_and_suggests(tmp_path):
     cfg = Config(write(tmp_path, "model: {type: VNett, num_classes: 2}\n"))
     with pytest.raises(ConfigError) as err:
-        cfg.model
+        MODELS.build(cfg.model)
     message = str(err.value)
     assert "c.yml at key 'model.type'" in message
     assert "Did you mean 'VNet'" in message and "UNet3D" in message
@@ -114,7 +117,7 @@ def test_unknown_nested_type_names_the_list_item(tmp_path):
         )
     )
     with pytest.raises(ConfigError, match=r"loss.types.0.losses.1.type.*Did you mean 'DiceLoss'"):
-        cfg.loss
+        build_losses(cfg.loss)
 
 
 def test_unexpected_argument_names_it_and_the_accepted_ones(tmp_path):
@@ -122,7 +125,7 @@ def test_unexpected_argument_names_it_and_the_accepted_ones(tmp_path):
         write(tmp_path, "model: {type: UNet3D, in_channels: 1, num_classes: 2, depth: 3}\n")
     )
     with pytest.raises(ConfigError) as err:
-        cfg.model
+        MODELS.build(cfg.model)
     message = str(err.value)
     assert "at key 'model.depth'" in message
     assert "UNet3D takes no argument 'depth'" in message and "num_levels" in message
@@ -131,7 +134,7 @@ def test_unexpected_argument_names_it_and_the_accepted_ones(tmp_path):
 def test_missing_required_argument(tmp_path):
     cfg = Config(write(tmp_path, "model: {type: UNet3D, in_channels: 1}\n"))
     with pytest.raises(ConfigError, match=r"key 'model'.*UNet3D needs argument\(s\) num_classes"):
-        cfg.model
+        MODELS.build(cfg.model)
 
 
 def test_constructor_value_error_is_wrapped_with_key(tmp_path):
@@ -139,7 +142,7 @@ def test_constructor_value_error_is_wrapped_with_key(tmp_path):
         write(tmp_path, "model: {type: UNet3D, in_channels: 1, num_classes: 2, norm: layer}\n")
     )
     with pytest.raises(ConfigError, match=r"at key 'model': UNet3D: .*layer"):
-        cfg.model
+        MODELS.build(cfg.model)
 
 
 def test_bad_optimizer_argument(tmp_path):
@@ -156,7 +159,7 @@ def test_bad_optimizer_argument(tmp_path):
     with pytest.raises(
         ConfigError, match=r"key 'optimizer.beta'.*takes no argument 'beta'.*momentum"
     ):
-        cfg.optimizer
+        build_optimizer(cfg.optimizer, MODELS.build(cfg.model), cfg.learning_rate)
 
 
 def test_scheduler_length_defaults_to_iters(tmp_path):
@@ -171,7 +174,11 @@ def test_scheduler_length_defaults_to_iters(tmp_path):
             """,
         )
     )
-    assert cfg.lr_scheduler.lr_at(20) == pytest.approx(0.05)
+    model = MODELS.build(cfg.model)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.learning_rate)
+    assert build_lr_scheduler(cfg.lr_scheduler, optimizer, cfg.iters).lr_at(20) == pytest.approx(
+        0.05
+    )
 
 
 def test_grad_clip_norm(tmp_path):
@@ -186,4 +193,16 @@ def test_grad_clip_norm(tmp_path):
         )
     )
     assert cfg.grad_clip_norm == 2.5
-    assert isinstance(cfg.optimizer, torch.optim.SGD)
+    model = MODELS.build(cfg.model)
+    assert isinstance(build_optimizer(cfg.optimizer, model, cfg.learning_rate), torch.optim.SGD)
+
+
+def test_unknown_nested_transform_suggests_from_the_transforms(tmp_path):
+    path = write(tmp_path, "train_dataset: {type: MedicalDataset, transforms: [type: RandomFlip]}")
+    cfg = Config(path, opts=["train_dataset.dataset_root=/nowhere"])
+    with pytest.raises(ConfigError) as err:
+        DATASETS.build(cfg.train_dataset)
+    message = str(err.value)
+    assert "--opts 'train_dataset.dataset_root=/nowhere'" not in message  # the key is the file's
+    assert "c.yml at key 'train_dataset.transforms.0.type'" in message
+    assert "unknown transforms type 'RandomFlip'. Did you mean 'RandomFlip3D'?" in message

@@ -53,7 +53,7 @@ def test_missing_root_list_and_file(tmp_path):
 
 def test_bad_mode_and_list_line(tmp_path):
     root = make_dataset(tmp_path / "d")
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="unknown mode"):
         MedicalDataset(root, mode="training")
     (root / "train_list.txt").write_text("images/case_0.npy\n")
     with pytest.raises(ValueError, match=r"train_list.txt:1: expected 'images/<case>.npy labels"):

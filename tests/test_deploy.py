@@ -354,3 +354,37 @@ def test_dicom_seg_round_trip_references_the_series(infer, deploy_yaml, raw_imag
     assert (
         run(infer, deploy_yaml, raw_images[0], tmp_path / "x", "--output_format", "dicom-seg") == 1
     )
+
+
+def test_a_short_write_fails_the_case_and_leaves_no_output(
+    infer, deploy_yaml, raw_images, tmp_path, monkeypatch, caplog
+):
+    """SimpleITK's NIfTI writer ignores a full disk: the runner must not count such a case."""
+    real_write = sitk.WriteImage
+
+    def write_half(image, name, **options):
+        real_write(image, name, **options)
+        with open(name, "r+b") as handle:
+            handle.truncate(handle.seek(0, 2) // 2)
+
+    monkeypatch.setattr(sitk, "WriteImage", write_half)
+    out = tmp_path / "out"
+    assert run(infer, deploy_yaml, raw_images[0], out) == 1
+    assert not list(out.glob("*.nii.gz")) and not list(out.glob(".*"))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("the written file is incomplete" in e and "\n" not in e for e in errors)
+    assert "0 of 1 case(s) written" in caplog.text
+
+
+def test_hidden_leftovers_are_no_cases_and_stale_temporaries_go(
+    infer, deploy_yaml, raw_images, tmp_path
+):
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    shutil.copy(raw_images[0], inputs / raw_images[0].name)
+    shutil.copy(raw_images[0], inputs / f".{raw_images[0].name}.x1y2.tmp.nii.gz")
+    (out / ".old_case.nii.gz.k3j4.tmp.nii.gz").write_bytes(b"half")
+    assert run(infer, deploy_yaml, inputs, out) == 0
+    expected = sorted([f"{case_id(raw_images[0])}.nii.gz", "infer.log"])
+    assert sorted(p.name for p in out.iterdir()) == expected

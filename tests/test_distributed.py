@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from medseg.cvlibs import Config
+from medseg.cvlibs import DATASETS, MODELS, Config
 from medseg.engine import distributed
 from medseg.engine.distributed import DistContext, all_gather, broadcast, shard
 
@@ -77,7 +77,6 @@ def spawn_worker(rank: int, world_size: int, port: int, config: str, out: str) -
 
 def test_two_gloo_ranks_hold_identical_weights_and_reduce_metrics_exactly(tiny_config, tmp_path):
     from medseg.engine.evaluator import evaluate
-    from medseg.inference.settings import inference_settings
 
     run_two_ranks(spawn_worker, (2, free_port(), str(tiny_config), str(tmp_path)), TIMEOUT)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pth", weights_only=False) for r in (0, 1))
@@ -88,23 +87,24 @@ def test_two_gloo_ranks_hold_identical_weights_and_reduce_metrics_exactly(tiny_c
     # The weights moved: training really happened (else equality would prove nothing).
     cfg = Config(tiny_config, opts=ALL_CASES)
     torch.manual_seed(0)
-    initial = cfg.model.state_dict()
+    model = MODELS.build(cfg.model)
+    initial = model.state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in rank0["weights"].items())
 
-    cfg.model.load_state_dict(rank0["weights"])
+    model.load_state_dict(rank0["weights"])
     torch.set_num_threads(1)
     single = evaluate(
-        cfg.model,
-        cfg.val_dataset,
-        inference_settings(cfg.dic, cfg.path),
+        model,
+        DATASETS.build(cfg.val_dataset),
+        cfg.inference,
         torch.device("cpu"),
         progress=False,
     )
-    assert len({row["case"] for row in single["rows"]}) == 5
+    assert len({case.case for case in single.cases}) == 5
     for result in (rank0["result"], rank1["result"]):
-        assert result["rows"] == single["rows"]
-        assert result["mean_dice"] == single["mean_dice"]
-        assert result["summary"] == single["summary"]
+        assert result.rows() == single.rows()
+        assert result.mean_dice == single.mean_dice
+        assert result.summary == single.summary
 
 
 def spawn_train_main(rank: int, port: int, argv: list[str], bad_rank_argv: list[str], out: str):
@@ -186,7 +186,8 @@ def test_torchrun_writes_plain_checkpoints_once_and_resumes_on_any_world_size(
     assert log.count("[EVAL] iter 4:") == 1 and "compute_cost=" in log
     weights = torch.load(full / "iter_4" / "model.pth", weights_only=True)
     assert not any(key.startswith("module.") for key in weights)
-    load_model_weights(Config(tiny_config).model, full / "best_model")  # strict: plain keys
+    # strict: plain keys
+    load_model_weights(MODELS.build(Config(tiny_config).model), full / "best_model")
     state = torch.load(full / "iter_2" / "train_state.pth", weights_only=False)
     assert (state["samples"], state["world_size"], len(state["rng_ranks"])) == (8, 2, 2)
 
@@ -236,6 +237,7 @@ def test_slow_data_loading_is_warned_about(tiny_config, tmp_path, caplog):
 
     trainer = Trainer(Config(tiny_config), TrainOptions(tmp_path, torch.device("cpu")))
     trainer._windows_logged, trainer._last_data_warning = 0, -100
+    caplog.clear()  # building may warn (a warm-up longer than the 20-iteration run is shortened)
     with caplog.at_level("WARNING"):
         trainer._warn_if_starved(0.5, 1.0)  # first window: worker start-up, never warned
         trainer._warn_if_starved(0.1, 1.0)  # 10%: fine

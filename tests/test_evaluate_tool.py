@@ -157,3 +157,21 @@ def test_label_files_and_names():
     assert as_label_map(stored_as_float, "x").dtype == np.uint8
     with pytest.raises(ValueError, match="probability map"):
         as_label_map(np.array([[[0.0, 0.4]]], dtype=np.float32), "p.nii.gz")
+
+
+def test_a_dead_worker_is_one_line_and_exit_1(tool, tmp_path, monkeypatch):
+    """The folder scorer runs in medseg's one worker pool: a dead worker stops the run clearly."""
+    from medseg.metrics import folder
+    from medseg.utils.parallel import WorkerDiedError
+
+    def died(*args, **kwargs):
+        raise WorkerDiedError("a worker process died while evaluate")
+        yield  # pragma: no cover
+
+    for name in ("pred", "gt"):
+        (tmp_path / name).mkdir()
+        write_volume(cube(), GEOMETRY, tmp_path / name / "case_a.nii.gz")
+    monkeypatch.setattr(folder, "run_cases", died)
+    argv = ["--pred_dir", str(tmp_path / "pred"), "--gt_dir", str(tmp_path / "gt")]
+    assert tool.main([*argv, "--save_dir", str(tmp_path / "out")]) == 1
+    assert "a worker process died" in (tmp_path / "out" / "evaluate.log").read_text()

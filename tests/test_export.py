@@ -56,7 +56,7 @@ def test_graph_has_dynamic_axes_and_matches_torch(exported, tiny_config, trained
     import onnx
     import torch
 
-    from medseg.cvlibs import Config
+    from medseg.cvlibs import MODELS, Config
     from medseg.engine.checkpoint import load_model_weights
 
     graph = onnx.load(str(exported / "model.onnx"))
@@ -65,7 +65,7 @@ def test_graph_has_dynamic_axes_and_matches_torch(exported, tiny_config, trained
     assert [d.dim_param for d in dims] == ["batch", "", "z", "y", "x"]
     assert dims[1].dim_value == 1
 
-    model = Config(tiny_config).model
+    model = MODELS.build(Config(tiny_config).model)
     load_model_weights(model, trained_run / "best_model" / "model.pth")
     # Another batch size and window size than the export check used.
     sample = np.random.default_rng(1).standard_normal((3, 1, 48, 32, 64), dtype=np.float32)
@@ -78,19 +78,19 @@ def test_graph_has_dynamic_axes_and_matches_torch(exported, tiny_config, trained
 
 
 def test_onnx_and_torch_agree_through_the_sliding_window(exported, tiny_config, trained_run):
-    from medseg.cvlibs import Config
+    from medseg.cvlibs import DATASETS, MODELS, Config
     from medseg.engine.checkpoint import load_model_weights
     from medseg.inference.case import predict_logits
     from medseg.inference.onnx_predictor import OnnxPredictor
     from medseg.inference.torch_predictor import TorchPredictor
 
     cfg = Config(tiny_config)
-    model = cfg.model
+    model = MODELS.build(cfg.model)
     load_model_weights(model, trained_run / "best_model" / "model.pth")
     deploy = load_deploy_config(exported / "deploy.yaml")
     onnx_predictor = OnnxPredictor(deploy.model_path, "cpu")
     torch_predictor = TorchPredictor(model, "cpu")
-    dataset = cfg.val_dataset
+    dataset = DATASETS.build(cfg.val_dataset)
     agree = total = 0
     for index in range(len(dataset)):
         image, _, _ = dataset[index]
@@ -158,16 +158,16 @@ def test_deploy_yaml_errors_name_the_key(exported, tmp_path):
 def test_postprocess_key_of_the_config_is_checked_and_copied(phantom_dir, tmp_path):
     import argparse
 
-    from medseg.cvlibs import Config
+    from medseg.cvlibs import MODELS, Config
     from tests.conftest import write_config
 
     args = argparse.Namespace(with_softmax=False, opset=17, model_path="m.pth")
     good = write_config(tmp_path, phantom_dir, extra="postprocess: {largest_component: [3, 1]}")
     cfg = Config(good)
-    deploy = export.build_deploy_config(cfg, cfg.model, args, tmp_path)
+    deploy = export.build_deploy_config(cfg, MODELS.build(cfg.model), args, tmp_path)
     assert deploy.largest_component == (1, 3)
     (tmp_path / "bad").mkdir()
     bad = write_config(tmp_path / "bad", phantom_dir, extra="postprocess: {largest_component: [4]}")
     cfg = Config(bad)
     with pytest.raises(ConfigError, match=r"postprocess\.largest_component"):
-        export.build_deploy_config(cfg, cfg.model, args, tmp_path)
+        export.build_deploy_config(cfg, MODELS.build(cfg.model), args, tmp_path)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.engine.report import named_rows, write_results
-from medseg.metrics import compute_case_metrics, summarize
+from medseg.metrics.report import write_results
+from medseg.metrics.results import CaseResult, EvaluationResult, score_case
 from medseg.preprocessing.io import read_volume, write_volume
 from tests.conftest import REPO
 
@@ -38,9 +38,9 @@ def val_dir(phantom_dir, tmp_path_factory) -> Path:
     label, geometry = read_volume(phantom_dir / "raw" / "labelsTr" / f"{CASE}.nii.gz")
     prediction = np.roll(label, 2, axis=1)
     write_volume(prediction, geometry, folder / "predictions" / f"{CASE}.nii.gz")
-    scores = compute_case_metrics(prediction, label, geometry.spacing, [1, 2, 3], ["dice"])
-    rows = named_rows(CASE, scores, NAMES) + named_rows("other_case", [OTHER], NAMES)
-    write_results(folder, rows, summarize(rows, NAMES), {})
+    case = score_case(CASE, prediction, label, geometry.spacing, [1, 2, 3], ["dice"])
+    other = CaseResult("other_case", {1: {"dice": OTHER["dice"]}}, index=1)
+    write_results(folder, EvaluationResult.collect([case, other], [], NAMES, ["dice"], "x"), {})
     return folder
 
 

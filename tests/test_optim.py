@@ -163,3 +163,36 @@ def test_scheduler_rejects_bad_arguments():
         make(PolynomialDecay, learning_rate=0.1, decay_steps=0)
     with pytest.raises(ValueError, match="warmup_iters must be an integer >= 0, got -1"):
         make(CosineAnnealingDecay, learning_rate=0.1, T_max=5, warmup_iters=-1)
+
+
+# --- builders ----------------------------------------------------------------------------
+
+
+def test_short_run_shortens_a_long_warmup_so_the_rate_peaks_and_decays(caplog):
+    from medseg.optim import build_lr_scheduler
+
+    node = {"type": "PolynomialDecay", "learning_rate": 0.1, "power": 0.9, "warmup_iters": 100}
+    optimizer = torch.optim.SGD(params(), lr=0.1)
+    with caplog.at_level("WARNING"):
+        scheduler = build_lr_scheduler(node, optimizer, iters=60)
+    assert "warmup_iters 100" in caplog.text and "using 6" in caplog.text
+    rates = [scheduler.lr_at(step) for step in range(60)]
+    assert max(rates) == pytest.approx(0.1)  # the rate reaches its value ...
+    assert rates.index(max(rates)) == 6
+    assert rates[-1] < 0.1 * 0.2  # ... and decays within the run
+    assert node["warmup_iters"] == 100  # the caller's node is left alone
+    # A warm-up that fits the run is kept as written.
+    assert build_lr_scheduler(node, optimizer, iters=1000).warmup_iters == 100
+
+
+def test_builder_fills_the_schedule_length_and_keeps_trainer_keys_out():
+    from medseg.optim import build_lr_scheduler, build_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    node = {"type": "sgd", "momentum": 0.9, "grad_clip_norm": 1.0, "learning_rate": 9.0}
+    optimizer = build_optimizer(node, model, learning_rate=0.5)
+    assert optimizer.param_groups[0]["lr"] == 0.5 and "grad_clip_norm" in node
+    scheduler = build_lr_scheduler(
+        {"type": "CosineAnnealingDecay", "learning_rate": 0.5}, optimizer, 40
+    )
+    assert scheduler.T_max == 40

@@ -14,7 +14,7 @@ import torch
 
 from medseg.cvlibs import Config
 from medseg.inference.case import logits_to_original_labels, predict_logits
-from medseg.inference.settings import InferenceSettings, inference_settings
+from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.models.unet3d import UNet3D
 from medseg.preprocessing.orientation import (
@@ -91,5 +91,5 @@ def test_phantom_window_is_never_longer_than_a_scan_along_z(config):
         ]
         for reoriented in [reorient_geometry(geometry, *lps_transform(geometry))]
     )
-    settings = inference_settings(Config(REPO / "configs" / "phantom" / config).dic)
+    settings = Config(REPO / "configs" / "phantom" / config).inference
     assert settings.patch_size[0] <= shortest

@@ -21,11 +21,11 @@ from medseg.preprocessing import prepare as prep
 from medseg.preprocessing.archive import extract
 from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.download import download, file_digest
-from medseg.preprocessing.io import write_volume
+from medseg.preprocessing.io import read_volume, write_volume
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError, run_cases
 from medseg.preprocessing.splits import kfold_cases, split_cases
-from tests._prepare_data import geometry, write_nnunet
+from medseg.utils.parallel import WorkerDiedError, run_cases
+from tests._prepare_data import geometry, make_case, write_nnunet
 
 OPTIONS = PrepareOptions(
     target_spacing=[3.0, 1.5, 1.5], patch_size=[16, 16, 16], ct_window=[0, 300]
@@ -121,6 +121,28 @@ def test_bad_cases_are_reported_skipped_and_listed(tmp_path):
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert sorted(info["cases"]) == ["blob_000", "blob_004"] and info["failed_cases"] == failed
     assert _prepare(raw, tmp_path / "out", val_fraction=0.5, allow_failures=True)["cases"]
+
+
+def test_nan_or_infinite_intensities_fail_the_case_and_stay_out_of_the_plan(tmp_path):
+    raw = write_nnunet(tmp_path, num_cases=4)
+    some = make_case(1)[0][0].astype(np.float32)
+    some[3, 4, 5], some[4, 4, 5] = np.nan, np.inf
+    write_volume(some, geometry(1), raw / "imagesTr" / "blob_001_0000.nii.gz")
+    every = np.full(geometry(2).shape, np.nan, np.float32)
+    write_volume(every, geometry(2), raw / "imagesTr" / "blob_002_0000.nii.gz")
+    options = PrepareOptions(target_spacing=[3.0, 1.5, 1.5], patch_size=[16, 16, 16])
+    raw_cases = prep.read_nnunet_raw(raw)
+    info = prep.prepare_raw(raw_cases, tmp_path / "out", options, allow_failures=True)
+    failed = info["failed_cases"]
+    assert sorted(failed) == ["blob_001", "blob_002"]
+    assert "blob_001_0000.nii.gz: holds 2 NaN or infinite voxel(s)" in failed["blob_001"]
+    assert f"holds {every.size} NaN or infinite voxel(s)" in failed["blob_002"]
+    assert sorted(info["cases"]) == ["blob_000", "blob_003"]
+    good = {c: f for c, f in raw_cases.cases.items() if c not in failed}
+    clean = prep.prepare_raw(
+        dataclasses.replace(raw_cases, cases=good), tmp_path / "clean", options
+    )
+    assert info["plan"] == clean["plan"]  # the bad scans shifted nothing that was planned
 
 
 def test_a_failed_case_moves_no_other_case_between_splits_or_folds(tmp_path):
@@ -334,3 +356,53 @@ def test_zip_traversal_is_refused_and_junk_skipped(tmp_path):
         if p.is_file()
     )
     assert files == [".good.zip.extracted", "Task/imagesTr/a.nii.gz"]
+
+
+def _uncompressed(raw: Path) -> Path:
+    """The raw dataset with .nii files, whose size does not change when a voxel does."""
+    for path in sorted(raw.rglob("*.nii.gz")):
+        array, geom = read_volume(path)
+        write_volume(array, geom, path.with_name(path.name.replace(".nii.gz", ".nii")))
+        path.unlink()
+    meta = json.loads((raw / "dataset.json").read_text())
+    (raw / "dataset.json").write_text(json.dumps({**meta, "file_ending": ".nii"}))
+    return raw
+
+
+def test_a_label_corrected_in_place_with_the_same_size_is_prepared_again(tmp_path):
+    raw = _uncompressed(write_nnunet(tmp_path, num_cases=3))
+    out = tmp_path / "out"
+    _prepare(raw, out)
+    before = {c: (out / "labels" / f"{c}.npy").stat().st_mtime_ns for c in ("blob_000", "blob_001")}
+    path = raw / "labelsTr" / "blob_001.nii"
+    label, geom = read_volume(path)
+    label[label == 2] = 1  # the correction: the rim merged into the core
+    size = path.stat().st_size
+    write_volume(label, geom, path)
+    assert path.stat().st_size == size
+    later = path.stat().st_mtime_ns + 10**9  # a clock with coarse timestamps
+    os.utime(path, ns=(later, later))
+    _prepare(raw, out)
+    assert (out / "labels" / "blob_000.npy").stat().st_mtime_ns == before["blob_000"]
+    assert (out / "labels" / "blob_001.npy").stat().st_mtime_ns != before["blob_001"]
+    assert 2 not in np.load(out / "labels" / "blob_001.npy")
+
+
+def test_records_of_the_size_only_key_are_still_reused(tmp_path, monkeypatch):
+    raw = write_nnunet(tmp_path, num_cases=3)
+    out = tmp_path / "out"
+    size_only = prep._case_hash
+    monkeypatch.setattr(
+        prep, "_case_hash", lambda key, files, with_mtime=True: size_only(key, files, False)
+    )
+    old = _prepare(raw, out)
+    monkeypatch.undo()
+    before = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in old["cases"]}
+    later = max(before.values()) + 100 * 10**9
+    edited = raw / "imagesTr" / "blob_002_0000.nii.gz"
+    os.utime(edited, ns=(later, later))  # touched after it was prepared: not trusted
+    info = _prepare(raw, out)
+    after = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in info["cases"]}
+    assert after["blob_000"] == before["blob_000"] and after["blob_001"] == before["blob_001"]
+    assert after["blob_002"] != before["blob_002"]
+    assert all(info["cases"][c]["hash"] != old["cases"][c]["hash"] for c in info["cases"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813
 
-from medseg.cvlibs import Config
+from medseg.cvlibs import DATASETS, MODELS, Config
 from medseg.preprocessing import zenodo
 from medseg.preprocessing.download import file_digest
 from medseg.preprocessing.io import Geometry, read_volume, to_sitk, write_volume
@@ -67,9 +67,10 @@ def _builds(config: Path, root: Path, num_classes: int) -> None:
     """The shipped config builds its model and both datasets on the prepared folder."""
     opts = [f"{key}.dataset_root={root}" for key in ("train_dataset", "val_dataset")]
     cfg = Config(config, opts=[*opts, "model.base_channels=4"])
-    assert cfg.model.num_classes == num_classes
-    assert len(cfg.train_dataset) >= 1 and len(cfg.val_dataset) >= 1
-    assert cfg.train_dataset.num_classes == num_classes
+    assert MODELS.build(cfg.model).num_classes == num_classes
+    train, val = DATASETS.build(cfg.train_dataset), DATASETS.build(cfg.val_dataset)
+    assert len(train) >= 1 and len(val) >= 1
+    assert train.num_classes == num_classes
 
 
 def test_lung_coronavirus_pairs_renamed_masks_and_maps_radiopaedia_back_to_hu(tools, tmp_path):
@@ -257,7 +258,7 @@ def test_luna16_remaps_mask_ids_keeps_chosen_subsets_and_writes_configs_that_bui
     generated = sorted((tmp_path / "cfg").glob("vnet_luna16_16_16_16_*.yml"))
     assert len(generated) == 1
     cfg = Config(generated[0], opts=["model.base_channels=4"])
-    assert cfg.model.num_classes == 4 and len(cfg.train_dataset) == 2
+    assert MODELS.build(cfg.model).num_classes == 4 and len(DATASETS.build(cfg.train_dataset)) == 2
 
 
 @pytest.mark.parametrize("name", ["lung_coronavirus", "mri_spine_seg", "prostate", "luna16"])

@@ -144,3 +144,14 @@ def test_dicom_series_mha_and_nrrd_scans(folder_tool, tmp_path):
     for i, case in enumerate(formats):
         record = PreprocessRecord.from_dict(info["cases"][case]["record"])
         assert record.geometry.allclose(geometry(i), tol=1e-4)
+
+
+@pytest.mark.parametrize("inside", ["scans", "masks", "masks/prep"])
+def test_an_output_folder_inside_the_inputs_is_refused(folder_tool, tmp_path, caplog, inside):
+    images, labels = _write_folder(tmp_path, 2)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args = ["--images", str(images), "--labels", str(labels), *_args(tmp_path)]
+    args[args.index("--output_dir") + 1] = str(tmp_path / inside)
+    assert folder_tool.main(args) == 2
+    assert f"--output_dir {tmp_path / inside} lies in the input folder" in caplog.text
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from medseg.cvlibs.registry import Registry
@@ -55,3 +57,20 @@ def test_case_insensitive_registry():
     assert reg.get("SGD")() == "sgd"
     with pytest.raises(KeyError, match="already registered"):
         reg.register(lambda: None, name="Sgd")
+
+
+def test_registries_import_their_owner_package_on_first_lookup():
+    """No import cycle and no registration call: building imports the owner package lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from medseg.cvlibs import LOSSES, MODELS, Config\n"
+        "assert 'torch' not in sys.modules, 'importing the config layer imported torch'\n"
+        "model = MODELS.build({'type': 'UNet3D', 'in_channels': 1, 'num_classes': 2,"
+        " 'base_channels': 4}, key='model')\n"
+        "assert type(model).__module__ == 'medseg.models.unet3d'\n"
+        "assert 'DiceLoss' in LOSSES\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

@@ -9,11 +9,11 @@ from medseg.inference.settings import MIRROR_AXES, inference_settings
 
 
 def test_default_mirroring_applies_only_where_the_config_is_silent():
-    silent = {"inference": {"patch_size": 8}}
+    silent = {"patch_size": 8}
     assert inference_settings(silent).tta_axes == ()  # training-time evaluation
-    assert inference_settings(silent, None, MIRROR_AXES).tta_axes == (0, 1, 2)
-    explicit = {"inference": {"patch_size": 8, "tta_axes": []}}
-    assert inference_settings(explicit, None, MIRROR_AXES).tta_axes == ()
+    assert inference_settings(silent, None, None, MIRROR_AXES).tta_axes == (0, 1, 2)
+    explicit = {"patch_size": 8, "tta_axes": []}
+    assert inference_settings(explicit, None, None, MIRROR_AXES).tta_axes == ()
 
 
 def test_val_mirrors_by_default_and_not_with_no_tta(trained_run, tiny_config, tmp_path):

@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medseg.engine.report import format_table, named_rows, write_results
-from medseg.metrics import summarize
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.metrics.folder import evaluate_folders
+from medseg.metrics.report import format_table, write_results
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.utils.label_names import read_label_names
 from medseg.utils.logging import setup_logging
+from medseg.utils.parallel import WorkerDiedError
 
 logger = logging.getLogger("medseg.evaluate")
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = list(dict.fromkeys(args.metrics))
     try:
         names = read_label_names(args.label_names) if args.label_names else {}
-        result = evaluate_folders(
+        result, unpredicted = evaluate_folders(
             args.pred_dir,
             args.gt_dir,
             class_ids=args.labels,
@@ -98,35 +98,33 @@ def main(argv: list[str] | None = None) -> int:
             tolerance=args.tolerance,
             num_workers=args.num_workers,
             require_predictions=not args.only_predicted,
+            class_names=names,
         )
     except (ValueError, FileNotFoundError) as err:
         logger.error("%s", err)
         return 2
-    class_names = {c: names.get(c, f"class_{c}") for c in result.class_ids}
-    rows = [row for case, r in result.rows.items() for row in named_rows(case, r, class_names)]
-    summary = summarize(rows, class_names)
+    except WorkerDiedError as err:
+        logger.error("%s", err)
+        return 1
     extra = {
-        "space": "as given (each prediction on its reference's grid)",
         "pred_dir": str(args.pred_dir),
         "gt_dir": str(args.gt_dir),
-        "metrics": metrics,
         "nsd_tolerance": args.nsd_tolerance,
         "geometry_tolerance": args.tolerance,
-        "num_cases": len(result.rows),
-        "errors": result.errors,
-        "unpredicted": result.unpredicted,
+        "num_cases": len(result.cases),
+        "unpredicted": unpredicted,
     }
-    write_results(save_dir, rows, summary, extra)
-    print(format_table(summary, metrics))
+    write_results(save_dir, result, extra)
+    print(format_table(result))
     if result.errors:
         logger.error(
             "%d case(s) could not be scored (listed in %s): %s",
             len(result.errors),
             save_dir / "summary.json",
-            ", ".join(error["case"] for error in result.errors),
+            ", ".join(error.case for error in result.errors),
         )
         return 1
-    logger.info("%d cases scored; results in %s", len(result.rows), save_dir)
+    logger.info("%d cases scored; results in %s", len(result.cases), save_dir)
     return 0
 
 

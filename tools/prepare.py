@@ -45,9 +45,9 @@ from medseg.preprocessing.cases import RawDataset
 from medseg.preprocessing.configgen import DEFAULT_ITERS, write_configs
 from medseg.preprocessing.download import download
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import WorkerDiedError
 from medseg.preprocessing.prepare import PreparationError, prepare_raw
 from medseg.utils.logging import setup_logging
+from medseg.utils.parallel import WorkerDiedError
 
 logger = logging.getLogger("prepare")
 

@@ -23,6 +23,7 @@ Example (writes data/liver/ and configs/liver/; then train with the printed comm
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ import prepare
 from medseg.preprocessing.cases import CaseFiles, RawDataset, check_labels
 from medseg.preprocessing.io import READ_EXTENSIONS
 from medseg.utils.label_names import read_label_names
+from medseg.utils.logging import setup_logging
+from medseg.utils.paths import output_inside_inputs
 
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -142,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         return find_cases(images, labels, args.label_suffix, args.modality, class_names, name)
 
     args.raw_dir = args.raw_dir or str(images)
+    inputs = [images] + ([Path(args.labels)] if args.labels else [])
+    output_dir = args.output_dir or Path("data") / name
+    problem = output_inside_inputs(output_dir, inputs, "--output_dir")
+    if problem is not None:
+        setup_logging()
+        logging.getLogger(__name__).error("%s", problem)
+        return 2
     return prepare.run(args, name, find)
 
 

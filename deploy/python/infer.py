@@ -44,9 +44,10 @@ from medseg.inference.segmenter import Segmenter, deploy_yaml_path
 from medseg.inference.settings import add_tta_arguments
 from medseg.inference.timing import StageTimer
 from medseg.preprocessing.io import Geometry, write_volume
-from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
+from medseg.utils.vocabulary import DEVICE_CHOICES
 
 logger = logging.getLogger("medseg.infer")
 
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save_dir", default="output/predictions", help="where label maps go")
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "gpu"),
+        choices=DEVICE_CHOICES,
         default="auto",
         help="auto and gpu use onnxruntime's CUDA provider when usable, else the CPU (gpu also "
         "shows why CUDA could not load)",
@@ -269,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 2
     setup_logging(save_dir / log_name)
+    if count == 1:  # shards sharing a save_dir may have files in flight
+        remove_stale_temporaries(save_dir)
     cases = cases[index::count]
     if not cases:
         logger.error("no cases to process in %s (shard %d/%d)", args.image_path, index, count)

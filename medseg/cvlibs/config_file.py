@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from medseg.cvlibs.errors import ConfigError
+from medseg.cvlibs.sources import record_keys
 
 BASE_KEY = "_base_"
 INHERIT_KEY = "_inherited_"
@@ -63,12 +64,21 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config_dict(path: str | os.PathLike) -> dict[str, Any]:
-    """Load `path` with its whole `_base_` chain merged (later bases and the file itself win)."""
-    return _load(Path(path).resolve(), stack=(), referenced_from=None)
+def load_config_dict(
+    path: str | os.PathLike, files: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Load `path` with its whole `_base_` chain merged (later bases and the file itself win).
+
+    Args:
+        path: The config file.
+        files: When given, filled with dotted key → the file that set it last.
+    """
+    return _load(Path(path).resolve(), (), None, {} if files is None else files)
 
 
-def _load(path: Path, stack: tuple[Path, ...], referenced_from: str | None) -> dict[str, Any]:
+def _load(
+    path: Path, stack: tuple[Path, ...], referenced_from: str | None, files: dict[str, str]
+) -> dict[str, Any]:
     if path in stack:
         cycle = " -> ".join(str(p) for p in (*stack[stack.index(path) :], path))
         raise ConfigError(f"_base_ files form a cycle: {cycle}", path=str(path))
@@ -81,12 +91,16 @@ def _load(path: Path, stack: tuple[Path, ...], referenced_from: str | None) -> d
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = (path.parent / base).resolve()
-        merged = merge(merged, _load(base_path, (*stack, path), referenced_from=str(path)))
+        merged = merge(merged, _load(base_path, (*stack, path), str(path), files))
+    record_keys(data, str(path), files)
     return merge(merged, data)
 
 
-def parse_opts(opts: list[str] | None) -> list[tuple[list[str], Any]]:
-    """Split `key.sub=value` strings into (key path, YAML-parsed value) pairs."""
+def parse_opts(opts: list[str] | None) -> list[tuple[list[str], Any, str]]:
+    """Split `key.sub=value` strings into (key path, YAML-parsed value, origin) triples.
+
+    The origin, `--opts 'key.sub=value'`, is what error messages name.
+    """
     parsed = []
     for opt in opts or []:
         key, sep, raw = opt.partition("=")
@@ -96,25 +110,26 @@ def parse_opts(opts: list[str] | None) -> list[tuple[list[str], Any]]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"--opts value of '{key}' is not valid YAML: {raw!r}") from None
-        parsed.append((key.strip().split("."), value))
+        parsed.append((key.strip().split("."), value, f"--opts '{opt}'"))
     return parsed
 
 
-def apply_opts(config: dict[str, Any], opts: list[str] | None, path: str | None = None) -> None:
-    """Set each `--opts` override in place; list items are addressed by their index."""
-    for parts, value in parse_opts(opts):
+def apply_opts(config: dict[str, Any], opts: list[str] | None) -> dict[str, str]:
+    """Set each `--opts` override in place; list items are addressed by their index.
+
+    Returns:
+        Dotted key → origin of each override, for error messages.
+    """
+    origins = {}
+    for parts, value, origin in parse_opts(opts):
         dotted = ".".join(parts)
-        if parts[0] not in config:
-            raise ConfigError(
-                f"--opts names unknown key '{parts[0]}'; top-level keys are: "
-                f"{', '.join(sorted(config))}",
-                path=path,
-                key=dotted,
-            )
+        path = origin
         node: Any = config
         for depth, part in enumerate(parts[:-1]):
             node = _child(node, part, ".".join(parts[: depth + 1]), path, create=True)
         _assign(node, parts[-1], value, dotted, path)
+        origins[dotted] = origin
+    return origins
 
 
 def _child(node: Any, part: str, dotted: str, path: str | None, create: bool) -> Any:

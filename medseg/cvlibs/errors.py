@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names the file and the dotted key."""
@@ -16,3 +21,18 @@ class ConfigError(ValueError):
         super().__init__(prefix + message)
         self.path = path
         self.key = key
+
+
+def checked(parse: Callable[[Any], T], value: Any, path: str | None, key: str) -> T:
+    """`parse(value)`, its `ValueError` turned into a `ConfigError` naming `path` and `key`.
+
+    >>> from medseg.utils.vocabulary import positive_int
+    >>> checked(positive_int, "two", "c.yml", "batch_size")
+    Traceback (most recent call last):
+    ...
+    medseg.cvlibs.errors.ConfigError: in c.yml at key 'batch_size': expected a positive integer, ...
+    """
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise ConfigError(str(err), path, key) from None

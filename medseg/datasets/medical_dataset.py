@@ -10,7 +10,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from medseg.cvlibs.registry import DATASETS
+from medseg.preprocessing.file_list import format_line, read_list
 from medseg.transforms import Compose
+from medseg.utils.vocabulary import IGNORE_INDEX, choose
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
 
@@ -42,13 +44,11 @@ class MedicalDataset(Dataset):
         transforms: list | None = None,
         num_classes: int | None = None,
         mode: str = "train",
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         dataset_json_path: str | None = None,
         file_list: str | None = None,
     ):
-        mode = mode.lower()
-        if mode not in LIST_FILES:
-            raise ValueError(f"mode must be one of {sorted(LIST_FILES)}, got '{mode}'")
+        mode = choose(mode.lower(), sorted(LIST_FILES), "mode")
         self.dataset_root = Path(dataset_root)
         if not self.dataset_root.is_dir():
             raise FileNotFoundError(
@@ -100,14 +100,11 @@ class MedicalDataset(Dataset):
         if not list_path.is_file():
             raise FileNotFoundError(f"file list {list_path} does not exist (mode '{self.mode}')")
         cases = []
-        for line_number, line in enumerate(list_path.read_text().splitlines(), start=1):
-            items = line.split()
-            if not items:
-                continue
+        for line_number, items in read_list(list_path):
             if len(items) > 2 or (len(items) == 1 and self.mode != "test"):
                 raise ValueError(
-                    f"{list_path}:{line_number}: expected 'images/<case>.npy labels/<case>.npy', "
-                    f"got '{line.strip()}'"
+                    f"{list_path}:{line_number}: expected 'images/<case>.npy labels/<case>.npy' "
+                    f"(a path with spaces in double quotes), got {format_line(items)!r}"
                 )
             image = self.dataset_root / items[0]
             label = self.dataset_root / items[1] if len(items) == 2 else None

@@ -100,11 +100,19 @@ def write_folder_atomic(folder: Path, files: dict[str, Any]) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for name, obj in files.items():
-        if isinstance(obj, str):
-            (tmp / name).write_text(obj)
-        else:
-            torch.save(obj, tmp / name)
+    try:
+        for name, obj in files.items():
+            if isinstance(obj, str):
+                (tmp / name).write_text(obj)
+            else:
+                torch.save(obj, tmp / name)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise OSError(
+            getattr(err, "errno", None) or errno.EIO,
+            f"cannot write {folder} ({reason}); is {folder.parent} full or read-only?",
+        ) from None
     if not folder.exists():
         os.replace(tmp, folder)
     elif _exchange(tmp, folder):

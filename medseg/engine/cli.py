@@ -7,7 +7,29 @@ from __future__ import annotations
 
 import argparse
 
+from medseg.utils.vocabulary import DEVICE_CHOICES, EVAL_SPACES
+
 AMP_DTYPE_NAMES = ("fp16", "bf16")
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """Add `--device` (auto, cpu or gpu; "cuda" is accepted for gpu)."""
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, default=default, help="auto, cpu or gpu (cuda)"
+    )
+
+
+def add_eval_space_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--eval_space` (val.py also takes `--space`): the grid scores are computed on."""
+    parser.add_argument(
+        "--eval_space",
+        "--space",
+        dest="eval_space",
+        choices=EVAL_SPACES,
+        default="auto",
+        help="grid of the scores: the scans' own (original), the preprocessed one, or auto "
+        "(original when dataset.json records every case's source label)",
+    )
 
 
 def add_amp_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from medseg.utils.vocabulary import device_name
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -76,7 +78,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     its LOCAL_RANK (the usual one-process-per-GPU layout).
 
     Args:
-        device: The `--device` choice: "auto", "cpu" or "cuda"/"gpu".
+        device: The `--device` choice (`medseg.utils.vocabulary.DEVICES`; "cuda" is "gpu").
 
     Raises:
         RuntimeError: for inconsistent launcher variables or a CUDA run with fewer GPUs than
@@ -86,7 +88,8 @@ def init_distributed(device: str = "auto") -> DistContext:
     if launch is None or launch[1] == 1:
         return DistContext()
     rank, world_size, local_rank = launch
-    use_cuda = device in ("cuda", "gpu") or (device == "auto" and torch.cuda.is_available())
+    device = device_name(device)
+    use_cuda = device == "gpu" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available() or local_rank >= torch.cuda.device_count():
             raise RuntimeError(

@@ -23,18 +23,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medseg.engine.report import named_rows
 from medseg.inference.case import CasePipeline
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
-from medseg.metrics import compute_case_metrics, summarize
 from medseg.metrics.folder import read_label_map
+from medseg.metrics.results import CaseError, CaseResult, EvaluationResult, score_case
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import PreprocessRecord
+from medseg.utils.vocabulary import EVAL_SPACES, choose
 
 logger = logging.getLogger(__name__)
 
-SPACES = ("auto", "original", "preprocessed")
 
 # Called with (case id, predicted label map, its geometry) for every case evaluated.
 PredictionSink = Callable[[str, np.ndarray, Geometry], None]
@@ -56,8 +55,7 @@ def resolve_space(dataset: Any, space: str = "auto") -> str:
     Raises:
         ValueError: for an unknown space, or "original" when some case lacks a record or source.
     """
-    if space not in SPACES:
-        raise ValueError(f"evaluation space must be one of {', '.join(SPACES)}, got '{space}'")
+    space = choose(space, EVAL_SPACES, "evaluation space")
     if space == "preprocessed":
         return space
     lacking = []
@@ -128,11 +126,6 @@ def _reference(
     return reference
 
 
-# One case's scores: (its index in the dataset, its metric rows) or (index, error).
-CaseRows = tuple[int, list[dict[str, Any]]]
-CaseError = tuple[int, dict[str, str]]
-
-
 def score_cases(
     model: torch.nn.Module,
     dataset: Any,
@@ -146,13 +139,14 @@ def score_cases(
     nsd_tolerance: float | None = None,
     on_prediction: PredictionSink | None = None,
     largest_component: Sequence[int] = (),
-) -> tuple[list[CaseRows], list[CaseError]]:
+) -> tuple[list[CaseResult], list[CaseError]]:
     """Predict and score the cases at `indices` in a resolved `space` ("original"/"preprocessed").
 
     The building block of `evaluate`; a distributed run gives each rank its own `indices` and
     merges the results with `summarize_cases`, which sorts by case index so the summary is
     computed exactly as a single process would. Predictions go through the deploy runner's
-    `CasePipeline`, post-processing (`largest_component`) included.
+    `CasePipeline`, post-processing (`largest_component`) included; scoring is
+    `medseg.metrics.score_case`, the function tools/evaluate.py scores files with.
     """
     model.eval()
     pipeline = CasePipeline(
@@ -162,8 +156,7 @@ def score_cases(
         largest_component=largest_component,
     )
     class_ids = list(range(1, dataset.num_classes))
-    names = {i: dataset.class_names[i] for i in class_ids}
-    scored: list[CaseRows] = []
+    scored: list[CaseResult] = []
     errors: list[CaseError] = []
     for index in tqdm(indices, desc=f"evaluate ({space} space)", disable=not progress):
         image, label, case_id = dataset[index]
@@ -172,38 +165,36 @@ def score_cases(
             predicted = pipeline.preprocessed(image, record, space)
             prediction, geometry = predicted.label, predicted.geometry
             reference = _reference(dataset, case_id, space, label, geometry)
-            case_rows = compute_case_metrics(
-                prediction, reference, geometry.spacing, class_ids, metrics, nsd_tolerance
+            result = score_case(
+                case_id,
+                prediction,
+                reference,
+                geometry.spacing,
+                class_ids,
+                metrics,
+                nsd_tolerance,
+                index,
             )
             if on_prediction is not None:
                 on_prediction(case_id, prediction, geometry)
         except (ValueError, OSError) as err:
             logger.error("case %s: %s", case_id, err)
-            errors.append((index, {"case": case_id, "error": str(err)}))
+            errors.append(CaseError(case_id, str(err), index))
             continue
-        scored.append((index, named_rows(case_id, case_rows, names)))
+        scored.append(result)
     return scored, errors
 
 
 def summarize_cases(
-    dataset: Any, space: str, scored: Sequence[CaseRows], errors: Sequence[CaseError]
-) -> dict[str, Any]:
+    dataset: Any,
+    space: str,
+    scored: Sequence[CaseResult],
+    errors: Sequence[CaseError],
+    metrics: Sequence[str] = ("dice",),
+) -> EvaluationResult:
     """The `evaluate` result from all cases' scores, put in dataset order whatever their rank."""
     names = {i: dataset.class_names[i] for i in range(1, dataset.num_classes)}
-    rows = [row for _, case_rows in sorted(scored, key=lambda item: item[0]) for row in case_rows]
-    summary = summarize(rows, names)
-    class_dice = {
-        name: summary["per_class"][name].get("dice", {}).get("mean", float("nan"))
-        for name in names.values()
-    }
-    return {
-        "rows": rows,
-        "summary": summary,
-        "mean_dice": summary["foreground_mean"].get("dice", float("nan")),
-        "class_dice": class_dice,
-        "space": space,
-        "errors": [error for _, error in sorted(errors, key=lambda item: item[0])],
-    }
+    return EvaluationResult.collect(scored, errors, names, metrics, space)
 
 
 def evaluate(
@@ -218,17 +209,15 @@ def evaluate(
     nsd_tolerance: float | None = None,
     on_prediction: PredictionSink | None = None,
     largest_component: Sequence[int] = (),
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Score `model` on every case of `dataset` in the chosen space (see the module docstring).
 
     A case that cannot be scored (unreadable reference, shape mismatch) is logged and listed in
     `errors`; the others go on.
 
     Returns:
-        `{"rows": per case and class, "summary": summarize(...), "mean_dice": float,
-        "class_dice": {name: mean Dice}, "space": str, "errors": [{"case", "error"}]}`; the mean
-        is over foreground classes of the per-class means, classes absent from both maps of a
-        case (NaN) left out.
+        The `EvaluationResult`; its `mean_dice` is over foreground classes of the per-class
+        means, classes absent from both maps of a case (NaN) left out.
     """
     space = resolve_space(dataset, space)
     scored, errors = score_cases(
@@ -245,4 +234,4 @@ def evaluate(
         on_prediction=on_prediction,
         largest_component=largest_component,
     )
-    return summarize_cases(dataset, space, scored, errors)
+    return summarize_cases(dataset, space, scored, errors, metrics)

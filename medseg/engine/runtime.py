@@ -14,6 +14,8 @@ import random
 import numpy as np
 import torch
 
+from medseg.utils.vocabulary import choose, device_name
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,11 +27,13 @@ def select_device(name: str = "auto", index: int | None = None) -> torch.device:
 
     `index` chooses the GPU (a distributed run's LOCAL_RANK); None keeps torch's current one.
     """
-    if name not in ("auto", "cpu", "cuda", "gpu"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got '{name}'")
+    try:
+        name = device_name(name)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name in ("cuda", "gpu"):
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name == "gpu":
         if not torch.cuda.is_available():
             raise RuntimeError(
                 "--device cuda was asked for but torch sees no usable CUDA device "
@@ -57,8 +61,10 @@ def amp_dtype(requested: bool, dtype: str, device: torch.device) -> torch.dtype 
     float32's exponent range, so training needs no loss scaling with it; fp16 does (the trainer
     adds a grad scaler). A GPU without bf16 support falls back to fp16 with a warning.
     """
-    if dtype not in AMP_DTYPES:
-        raise ValueError(f"--amp_dtype must be one of {', '.join(AMP_DTYPES)}, got '{dtype}'")
+    try:
+        dtype = choose(dtype, AMP_DTYPES, "precision")
+    except ValueError as err:
+        raise ValueError(f"--amp_dtype: {err}") from None
     if not requested:
         return None
     if device.type != "cuda":

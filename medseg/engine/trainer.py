@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from medseg.cvlibs import Config, ConfigError
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
     earlier_checkpoints,
@@ -46,10 +46,12 @@ from medseg.engine.distributed import (
 from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
-from medseg.inference.deploy_config import postprocess_ids
 from medseg.inference.model_info import MODEL_INFO_FILE, ModelInfo
-from medseg.inference.settings import inference_settings
+from medseg.metrics.results import EvaluationResult
+from medseg.models.losses import build_losses
 from medseg.models.losses.computation import loss_computation
+from medseg.optim import build_lr_scheduler, build_optimizer
+from medseg.utils.atomic import remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class TrainOptions:
 
 
 class Trainer:
-    """Trains `cfg.model` on `cfg.train_dataset` for `cfg.iters` iterations.
+    """Trains the config's model on its training dataset for `cfg.iters` iterations.
 
     Every `save_interval` iterations an `iter_N/` checkpoint is written (model, optimizer,
     scheduler, grad scaler, RNG states, best score); every `eval_interval` iterations, with
@@ -112,14 +114,15 @@ class Trainer:
         self.global_batch = self.batch_size * self.dist.world_size
         # The plain model: what is saved, evaluated and resumed into. `self.net` is what
         # the training step calls: the same parameters, maybe behind DDP and torch.compile.
-        self.model = cfg.model.to(self.device)
+        self.model = MODELS.build(cfg.model).to(self.device)
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d)
-        self.losses = cfg.loss
+        self.train_dataset = DATASETS.build(cfg.train_dataset)
+        self.losses = build_losses(cfg.loss, getattr(self.train_dataset, "ignore_index", None))
         for loss in self.losses["types"]:
             loss.to(self.device)
-        self.optimizer = cfg.optimizer
-        self.scheduler = cfg.lr_scheduler
+        self.optimizer = build_optimizer(cfg.optimizer, self.model, cfg.learning_rate)
+        self.scheduler = build_lr_scheduler(cfg.lr_scheduler, self.optimizer, self.iters)
         self.grad_clip_norm = cfg.grad_clip_norm
         self.amp_dtype = options.amp_dtype
         # fp16 gradients underflow without loss scaling; bf16 has float32's exponent range.
@@ -128,17 +131,13 @@ class Trainer:
         )
         if self.scaler.is_enabled():
             logger.info("fp16 training: the loss is scaled by a GradScaler")
-        self.train_dataset = cfg.train_dataset
-        self.val_dataset = cfg.val_dataset if options.do_eval else None
-        if options.do_eval and self.val_dataset is None:
+        val_node = cfg.val_dataset if options.do_eval else None
+        if options.do_eval and val_node is None:
             raise ValueError(f"--do_eval needs a val_dataset in {cfg.path}")
-        self.inference = inference_settings(cfg.dic, cfg.path) if self.val_dataset else None
+        self.val_dataset = DATASETS.build(val_node) if val_node else None
+        self.inference = cfg.inference if self.val_dataset else None
         self.folder_texts = self._folder_texts(cfg)
-        self.largest_component = (
-            postprocess_ids(cfg.dic.get("postprocess"), self.val_dataset.num_classes, cfg.path)
-            if self.val_dataset
-            else ()
-        )
+        self.largest_component = cfg.postprocess.largest_component if self.val_dataset else ()
         self.eval_space = (
             resolve_space(self.val_dataset, options.eval_space) if self.val_dataset else None
         )
@@ -347,7 +346,7 @@ class Trainer:
         self.scheduler.step()
         return loss_value, terms
 
-    def validate(self) -> dict[str, Any]:
+    def validate(self) -> EvaluationResult:
         """Score the current weights on the validation set (`evaluate`'s result, on every rank).
 
         Each rank predicts every world_size-th case; the per-case rows are gathered and
@@ -377,19 +376,19 @@ class Trainer:
 
     def _evaluate(self, iteration: int, writer: ScalarWriter) -> None:
         result = self.validate()
-        if result["errors"]:
+        if result.errors:
             logger.warning(
                 "[EVAL] %d case(s) could not be scored and are left out of the mean: %s",
-                len(result["errors"]),
-                ", ".join(error["case"] for error in result["errors"]),
+                len(result.errors),
+                ", ".join(error.case for error in result.errors),
             )
-        mean_dice = result["mean_dice"]
-        per_class = ", ".join(f"{name} {value:.4f}" for name, value in result["class_dice"].items())
+        mean_dice = result.mean_dice
+        per_class = ", ".join(f"{name} {value:.4f}" for name, value in result.class_dice.items())
         logger.info(
             "[EVAL] iter %d: mean foreground Dice %.4f (%s space; %s)",
             iteration,
             mean_dice,
-            result["space"],
+            result.space,
             per_class,
         )
         writer.add_scalar("Evaluate/mean_dice", mean_dice, iteration)
@@ -417,6 +416,8 @@ class Trainer:
         """
         self.net.train()
         main = self.dist.is_main
+        if main:
+            remove_stale_temporaries(self.opt.save_dir)
         writer = ScalarWriter(
             self.opt.save_dir, self.opt.use_vdl and main, self.opt.use_tensorboard and main
         )

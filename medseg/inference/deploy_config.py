@@ -25,10 +25,12 @@ from typing import Any
 
 import yaml
 
-from medseg.cvlibs.errors import ConfigError
+from medseg.cvlibs.errors import ConfigError, checked
+from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.vocabulary import positive_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
 MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset", "precision")
@@ -104,12 +106,9 @@ class DeployConfig:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def positive_int(node: dict[str, Any], key: str, path: str, prefix: str = "model.") -> int:
+def model_positive_int(node: dict[str, Any], key: str, path: str, prefix: str = "model.") -> int:
     """`node[key]` as a positive int; the error names the file and `prefix + key`."""
-    value = node.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", path, f"{prefix}{key}")
-    return value
+    return checked(positive_int, node.get(key), path, f"{prefix}{key}")
 
 
 def check_keys(data: Any, accepted: tuple[str, ...], path: str, key: str | None = None) -> dict:
@@ -148,28 +147,6 @@ def class_names(data: dict[str, Any], num_classes: int, path: str) -> dict[int, 
     return classes
 
 
-def postprocess_ids(node: Any, num_classes: int, path: str | None) -> tuple[int, ...]:
-    """Validate a `postprocess:` mapping; returns its sorted `largest_component` class ids."""
-    node = node or {}
-    if not isinstance(node, dict):
-        raise ConfigError(f"expected a mapping, got {node!r}", path, "postprocess")
-    unknown = sorted(set(node) - {"largest_component"})
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {unknown}; accepted: largest_component", path, "postprocess"
-        )
-    ids = node.get("largest_component") or []
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and 0 < i < num_classes for i in ids
-    ):
-        raise ConfigError(
-            f"expected a list of foreground class ids (1..{num_classes - 1}), got {ids!r}",
-            path,
-            "postprocess.largest_component",
-        )
-    return tuple(sorted(set(ids)))
-
-
 def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     """Read and validate deploy.yaml; every error names the file and the key to fix."""
     path = Path(path)
@@ -199,8 +176,8 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         raise ConfigError(
             f"expected one of {list(PRECISIONS)}, got {precision!r}", where, "model.precision"
         )
-    input_channels = positive_int(model, "input_channels", where)
-    num_classes = positive_int(model, "num_classes", where)
+    input_channels = model_positive_int(model, "input_channels", where)
+    num_classes = model_positive_int(model, "num_classes", where)
 
     modalities = data.get("modalities")
     if not isinstance(modalities, list) or len(modalities) != input_channels:
@@ -219,13 +196,15 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         output=model["output"],
         input_channels=input_channels,
         num_classes=num_classes,
-        opset=positive_int(model, "opset", where),
+        opset=model_positive_int(model, "opset", where),
         precision=precision,
         modalities=tuple(str(m) for m in modalities),
         classes=class_names(data, num_classes, where),
         recipe=recipe,
-        inference=inference_settings({"inference": _mapping(data, "inference", where)}, where),
-        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        inference=inference_settings(_mapping(data, "inference", where), where),
+        largest_component=postprocess_settings(
+            data.get("postprocess"), num_classes, where
+        ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
         source=dict(data.get("source") or {}),
     )

@@ -6,7 +6,8 @@ Rules, for a model with C input channels:
   is channel XXXX of `<case>` (nnU-Net naming); its siblings `<case>_0000 .. <case>_{C-1}` with
   the same extension are its other channels. Any other volume file is a whole case named after
   the file (it may hold all channels itself, e.g. a 4D NIfTI).
-- A folder given as input is scanned (not recursively) for volume files; each sub-folder that
+- A folder given as input is scanned (not recursively) for volume files, hidden ones (`.*`: a
+  killed run's temporary files, macOS junk) left out; each sub-folder that
   holds a DICOM series is one case named after the sub-folder. A folder holding a DICOM series
   and no volume files is itself one case.
 - A `.txt` file lists one input per line (a volume file, nnU-Net channel file or DICOM folder),
@@ -110,7 +111,8 @@ def _from_file(path: Path, num_channels: int) -> InputCase:
 
 
 def _from_folder(folder: Path, num_channels: int) -> list[InputCase]:
-    entries = sorted(folder.iterdir())
+    # Hidden entries are never cases: macOS junk, or a killed run's temporary files.
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     volumes = [p for p in entries if p.is_file() and volume_extension(p)]
     series = [p for p in entries if is_dicom_folder(p)]
     if not volumes and not series and is_dicom_folder(folder):

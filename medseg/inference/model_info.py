@@ -23,7 +23,8 @@ from typing import Any
 
 from medseg import __version__
 from medseg.cvlibs.errors import ConfigError
-from medseg.inference.deploy_config import check_keys, class_names, positive_int, postprocess_ids
+from medseg.inference.deploy_config import check_keys, class_names, model_positive_int
+from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
 from medseg.utils.atomic import write_text_atomic
@@ -91,7 +92,9 @@ class ModelInfo:
     @classmethod
     def from_config(cls, cfg: Any, model: Any) -> ModelInfo:
         """Collect the facts from a training config and its model (reads the dataset.json)."""
-        info = cfg.train_dataset.info
+        from medseg.cvlibs import DATASETS
+
+        info = DATASETS.build(cfg.train_dataset).info
         names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
         recipe = info.get("recipe")
         return cls(
@@ -100,10 +103,8 @@ class ModelInfo:
             modalities=tuple(str(m) for m in info.get("modalities") or ()),
             classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
             recipe=Recipe.from_dict(recipe) if recipe else None,
-            inference=inference_settings(cfg.dic, cfg.path),
-            largest_component=postprocess_ids(
-                cfg.dic.get("postprocess"), model.num_classes, cfg.path
-            ),
+            inference=cfg.inference,
+            largest_component=cfg.postprocess.largest_component,
         )
 
 
@@ -117,8 +118,8 @@ def load_model_info(path: str | os.PathLike) -> ModelInfo:
     except json.JSONDecodeError as err:
         raise ConfigError(f"not valid JSON: {err}", where) from None
     check_keys(data, KEYS, where)
-    channels = positive_int(data, "input_channels", where, prefix="")
-    num_classes = positive_int(data, "num_classes", where, prefix="")
+    channels = model_positive_int(data, "input_channels", where, prefix="")
+    num_classes = model_positive_int(data, "num_classes", where, prefix="")
     modalities = data.get("modalities")
     if not isinstance(modalities, list) or len(modalities) not in (0, channels):
         raise ConfigError(f"expected {channels} name(s), got {modalities!r}", where, "modalities")
@@ -135,8 +136,10 @@ def load_model_info(path: str | os.PathLike) -> ModelInfo:
         modalities=tuple(str(m) for m in modalities),
         classes=classes,
         recipe=recipe,
-        inference=inference_settings({"inference": data.get("inference") or {}}, where),
-        largest_component=postprocess_ids(data.get("postprocess"), num_classes, where),
+        inference=inference_settings(data.get("inference") or {}, where),
+        largest_component=postprocess_settings(
+            data.get("postprocess"), num_classes, where
+        ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
     )
 

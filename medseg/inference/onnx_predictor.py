@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg.utils.vocabulary import device_name
+
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "gpu")
 ORT_DEFAULT_SEVERITY = 2  # onnxruntime's default logger level (warnings)
 ORT_SILENT = 4  # fatal errors only
 TENSORRT = "TensorrtExecutionProvider"
@@ -65,8 +66,7 @@ class OnnxPredictor:
         threads: int | None = None,
         trt_cache: str | os.PathLike | None = None,
     ):
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+        device = device_name(device)
         ort = _import_onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

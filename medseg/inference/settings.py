@@ -1,4 +1,4 @@
-"""Sliding-window settings read from a config's `inference:` key (torch-free; used by deploy)."""
+"""Sliding-window settings: the `inference:` mapping of a config or deploy.yaml (torch-free)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from medseg.cvlibs.errors import ConfigError
+from medseg.cvlibs.errors import ConfigError, checked
+from medseg.utils.vocabulary import int_triple, positive_int
 
-PATCH_TRANSFORMS = ("RandomCrop3D", "RandomResizedCrop3D", "Resize3D")
 # Mirroring along every spatial axis: what val.py and export.py (hence the deploy runner) use
 # when the config sets no `inference.tta_axes` (nnU-Net's default); training-time evaluation
 # does not mirror unless the config says so.
@@ -33,49 +33,36 @@ class InferenceSettings:
         return data
 
 
-def _as_triple(value: Any, key: str, path: str | None) -> tuple[int, int, int]:
-    triple = [value] * 3 if isinstance(value, int) else value
-    if (
-        not isinstance(triple, (list, tuple))
-        or len(triple) != 3
-        or not all(isinstance(v, int) and v > 0 for v in triple)
-    ):
-        raise ConfigError(f"expected an int or 3 positive ints (z, y, x), got {value!r}", path, key)
-    return tuple(triple)
-
-
-def _patch_from_transforms(config: dict[str, Any]) -> Any:
-    """The training crop size, the natural window size when `inference.patch_size` is not set."""
-    transforms = (config.get("train_dataset") or {}).get("transforms") or []
-    for transform in transforms:
-        if isinstance(transform, dict) and transform.get("type") in PATCH_TRANSFORMS:
-            return transform.get("size", transform.get("shape"))
-    return None
-
-
 def inference_settings(
-    config: dict[str, Any], path: str | None = None, default_tta_axes: tuple[int, ...] = ()
+    node: Any,
+    path: str | None = None,
+    default_patch: Any = None,
+    default_tta_axes: tuple[int, ...] = (),
 ) -> InferenceSettings:
-    """Build `InferenceSettings` from a resolved config dict, with errors naming the key.
+    """Validate an `inference:` mapping into `InferenceSettings`, with errors naming the key.
 
-    `default_tta_axes` applies when the config has no `inference.tta_axes` (e.g. `MIRROR_AXES`).
+    Args:
+        node: The mapping (None or empty: every default).
+        path: Where it was written (a file, or the `--opts` entry), for error messages.
+        default_patch: Window size when the mapping sets none (a config's training patch).
+        default_tta_axes: Mirror axes when the mapping sets no `tta_axes` (e.g. `MIRROR_AXES`).
     """
-    node = dict(config.get("inference") or {})
-    patch = node.pop("patch_size", None) or _patch_from_transforms(config)
+    if node is not None and not isinstance(node, dict):
+        raise ConfigError(f"expected a mapping, got {node!r}", path, "inference")
+    node = dict(node or {})
+    patch = node.pop("patch_size", None) or default_patch
     if patch is None:
         raise ConfigError(
             "no window size: set inference.patch_size or crop in train_dataset.transforms",
             path,
             "inference.patch_size",
         )
-    overlap = float(node.pop("overlap", 0.5))
+    try:
+        overlap = float(node.pop("overlap", 0.5))
+    except (TypeError, ValueError):
+        overlap = -1.0
     if not 0 <= overlap < 1:
-        raise ConfigError(f"expected 0 <= overlap < 1, got {overlap}", path, "inference.overlap")
-    batch_size = node.pop("batch_size", 1)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(
-            f"expected a positive int, got {batch_size!r}", path, "inference.batch_size"
-        )
+        raise ConfigError("expected a number with 0 <= overlap < 1", path, "inference.overlap")
     tta_axes = node.pop("tta_axes", None)
     tta_axes = tuple(default_tta_axes) if tta_axes is None else tuple(tta_axes)
     if not all(a in (0, 1, 2) for a in tta_axes):
@@ -85,9 +72,9 @@ def inference_settings(
             "inference.tta_axes",
         )
     settings = InferenceSettings(
-        patch_size=_as_triple(patch, "inference.patch_size", path),
+        patch_size=checked(int_triple, patch, path, "inference.patch_size"),
         overlap=overlap,
-        batch_size=batch_size,
+        batch_size=checked(positive_int, node.pop("batch_size", 1), path, "inference.batch_size"),
         gaussian=bool(node.pop("gaussian", True)),
         tta_axes=tta_axes,
     )

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from medseg.utils.vocabulary import int_triple
+
 logger = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -84,9 +86,7 @@ def _check_arguments(
     if not isinstance(image, np.ndarray) or image.ndim != 4:
         got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"`image` must be a numpy array (C, Z, Y, X), got {got}")
-    patch = tuple(int(p) for p in patch_size)
-    if len(patch) != 3 or min(patch) < 1:
-        raise ValueError(f"`patch_size` must be 3 positive ints (z, y, x), got {patch_size}")
+    patch = int_triple(tuple(patch_size), "patch_size")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"`overlap` must lie in [0, 1), got {overlap}")
     if batch_size < 1:

@@ -5,29 +5,27 @@ Files are paired by case id, the file name without its extension (`case_001.nii.
 a tolerance): a prediction shifted or resampled against its reference would be scored against the
 wrong anatomy, so such a pair is an error, not a number. Distances use the reference's spacing.
 A missing partner, an unreadable file or a geometry mismatch is reported for that case and the
-other cases go on; cases run in parallel in a process pool.
+other cases go on; cases run in parallel in medseg's one worker pool (`medseg.utils.parallel`),
+where a dead worker stops the run with `WorkerDiedError`, as in preparation.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import dataclasses
 import logging
-import multiprocessing
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
-from medseg.metrics.case import compute_case_metrics
+from medseg.metrics.results import CaseError, CaseResult, EvaluationResult, score_case
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE, READ_EXTENSIONS, Geometry, read_volume
+from medseg.utils.parallel import run_cases
+from medseg.utils.vocabulary import label_dtype
 
 logger = logging.getLogger(__name__)
-
-Row = dict[str, float | int]
 
 
 def case_id_of(path: Path) -> str | None:
@@ -58,8 +56,11 @@ def as_label_map(array: np.ndarray, source: str | os.PathLike) -> np.ndarray:
                 f"{source}: stored as {array.dtype} with value {array[bad].flat[0]}, which is "
                 "not a label id (ids are whole numbers >= 0); is this a probability map or image?"
             )
-        high = float(array.max()) if array.size else 0.0
-        return array.astype(np.uint8 if high <= 255 else np.int32)
+        high = int(array.max()) if array.size else 0
+        try:
+            return array.astype(label_dtype(high))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
     raise ValueError(f"{source}: expected an integer label map, got dtype {array.dtype}")
 
 
@@ -122,15 +123,6 @@ def pair_label_files(
     return pairs, sorted(errors, key=lambda e: e["case"]), unpredicted
 
 
-@dataclass
-class CaseScore:
-    """Metric rows of one case (one per scored class) and the ids its reference holds."""
-
-    case: str
-    rows: list[Row]
-    reference_ids: list[int]
-
-
 def score_pair(
     case: str,
     pred_path: Path,
@@ -139,7 +131,8 @@ def score_pair(
     metrics: Sequence[str],
     nsd_tolerance: float | None,
     tolerance: float,
-) -> CaseScore:
+    index: int = 0,
+) -> CaseResult:
     """Read, check and score one pair; `class_ids=None` scores every id present in either map."""
     ref, ref_geometry = read_label_map(ref_path)
     pred, pred_geometry = read_label_map(pred_path)
@@ -149,72 +142,23 @@ def score_pair(
             f"prediction {pred_path} is not on the reference's grid ({ref_path}): "
             f"{problem} (reference vs prediction)"
         )
-    reference_ids = present_ids(ref)
     ids = present_ids(ref, pred) if class_ids is None else list(class_ids)
-    rows = compute_case_metrics(pred, ref, ref_geometry.spacing, ids, metrics, nsd_tolerance)
-    return CaseScore(case, rows, reference_ids)
+    result = score_case(case, pred, ref, ref_geometry.spacing, ids, metrics, nsd_tolerance, index)
+    return dataclasses.replace(result, reference_ids=tuple(present_ids(ref)))
 
 
-def _score_task(args: tuple) -> CaseScore | dict[str, str]:
-    """Pool entry point: a `CaseScore`, or `{"case", "error"}` for a bad case."""
-    case = args[0]
-    try:
-        return score_pair(*args)
-    except (ValueError, OSError) as err:
-        return {"case": case, "error": str(err)}
-
-
-@dataclass
-class FolderEvaluation:
-    """Outcome of `evaluate_folders`: rows per case (sorted), the classes scored, the errors."""
-
-    rows: dict[str, list[Row]]
-    class_ids: list[int]
-    errors: list[dict[str, str]] = field(default_factory=list)
-    unpredicted: list[str] = field(default_factory=list)
-
-
-def _absent_rows(
+def _absent_scores(
     class_ids: Sequence[int], metrics: Sequence[str], nsd_tolerance: float | None
-) -> dict[int, Row]:
-    """The row of each class absent from both maps (all NaN); also validates the request."""
+) -> dict[int, dict[str, float]]:
+    """The scores of each class absent from both maps (all NaN); also validates the request."""
     empty = np.zeros((1, 1, 1), dtype=np.uint8)
-    rows = compute_case_metrics(empty, empty, (1.0, 1.0, 1.0), class_ids, metrics, nsd_tolerance)
-    return {int(row["class_id"]): row for row in rows}
+    return score_case("", empty, empty, (1.0, 1.0, 1.0), class_ids, metrics, nsd_tolerance).scores
 
 
-def _complete_rows(scores: list[CaseScore], absent: dict[int, Row]) -> dict[str, list[Row]]:
-    """Rows of every case for exactly the classes of `absent`, filling in classes it lacks."""
-    complete = {}
-    for score in scores:
-        by_id = {int(row["class_id"]): row for row in score.rows}
-        complete[score.case] = [dict(by_id.get(c, row)) for c, row in absent.items()]
-    return complete
-
-
-def _run(tasks: list[tuple], num_workers: int, progress: bool) -> list[CaseScore | dict]:
-    """Score `tasks` in a spawn-started process pool (serially when `num_workers` <= 1)."""
-    bar = tqdm(total=len(tasks), desc="evaluate", unit="case", disable=not progress)
-    results: list[CaseScore | dict] = []
-    if num_workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            results.append(_score_task(task))
-            bar.update()
-        bar.close()
-        return results
-    # spawn: the workers need only numpy/scipy/SimpleITK, and forking a process that has loaded
-    # torch or started threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-        futures = {pool.submit(_score_task, task): task[0] for task in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                results.append(future.result())
-            except Exception as err:  # a dead worker must not end the whole run
-                results.append({"case": futures[future], "error": f"{type(err).__name__}: {err}"})
-            bar.update()
-    bar.close()
-    return results
+def _complete(result: CaseResult, absent: dict[int, dict[str, float]]) -> CaseResult:
+    """`result` with exactly the classes of `absent`, filling in the classes it lacks."""
+    scores = {c: dict(result.scores.get(c, values)) for c, values in absent.items()}
+    return dataclasses.replace(result, scores=scores)
 
 
 def evaluate_folders(
@@ -227,7 +171,8 @@ def evaluate_folders(
     num_workers: int = 1,
     progress: bool = True,
     require_predictions: bool = True,
-) -> FolderEvaluation:
+    class_names: Mapping[int, str] | None = None,
+) -> tuple[EvaluationResult, list[str]]:
     """Score every prediction in `pred_dir` against the reference of the same case in `ref_dir`.
 
     Args:
@@ -242,29 +187,43 @@ def evaluate_folders(
         progress: Show a progress bar over cases.
         require_predictions: A reference without a prediction is an error (a skipped case would
             flatter the means); False skips such cases and lists them in `unpredicted`.
+        class_names: Class id → name for the report.
 
     Returns:
-        A `FolderEvaluation`; each error names the case and what went wrong, and is logged.
+        `(result, unpredicted)`: an `EvaluationResult` (cases in case-id order; each error
+        names the case and what went wrong, and is logged; classes named by `class_names`, else
+        `class_<id>`) and the references skipped for want of a prediction.
+
+    Raises:
+        WorkerDiedError: A worker process died (out of memory, a crash).
     """
     # Checks the ids, metric names and NSD tolerance before any file is read.
-    _absent_rows([1] if class_ids is None else [int(c) for c in class_ids], metrics, nsd_tolerance)
-    pairs, errors, unpredicted = pair_label_files(pred_dir, ref_dir)
+    _absent_scores(
+        [1] if class_ids is None else [int(c) for c in class_ids], metrics, nsd_tolerance
+    )
+    pairs, listed, unpredicted = pair_label_files(pred_dir, ref_dir)
     if require_predictions:
-        errors += [{"case": c, "error": f"no prediction in {pred_dir}"} for c in unpredicted]
+        listed += [{"case": c, "error": f"no prediction in {pred_dir}"} for c in unpredicted]
     elif unpredicted:
         logger.info("%d references have no prediction and are skipped", len(unpredicted))
-    tasks = [
-        (case, pred, ref, class_ids, tuple(metrics), nsd_tolerance, tolerance)
-        for case, pred, ref in pairs
+    jobs = [
+        (case, (pred, ref, class_ids, tuple(metrics), nsd_tolerance, tolerance, index))
+        for index, (case, pred, ref) in enumerate(pairs)
     ]
-    results = _run(tasks, num_workers, progress)
-    scores = sorted((r for r in results if isinstance(r, CaseScore)), key=lambda s: s.case)
-    errors = sorted(errors + [r for r in results if isinstance(r, dict)], key=lambda e: e["case"])
-    for error in errors:
-        logger.error("case %s: %s", error["case"], error["error"])
+    workers = num_workers if num_workers > 1 and len(jobs) > 1 else 0
+    # spawn: the workers need only numpy/scipy/SimpleITK, and forking a process that has loaded
+    # torch or started threads can deadlock.
+    scored, errors = [], [CaseError(e["case"], e["error"]) for e in listed]
+    for case, result, error in run_cases(score_pair, jobs, workers, "evaluate", "spawn", progress):
+        if error is None:
+            scored.append(result)
+        else:
+            errors.append(CaseError(case, error))
+    for error in sorted(errors, key=lambda e: e.case):
+        logger.error("case %s: %s", error.case, error.error)
     if class_ids is None:
-        class_ids = sorted({c for s in scores for c in s.reference_ids})
-        predicted = {int(r["class_id"]) for s in scores for r in s.rows}
+        class_ids = sorted({c for s in scored for c in s.reference_ids})
+        predicted = {c for s in scored for c in s.scores}
         extra = sorted(predicted - set(class_ids))
         if extra:
             logger.warning(
@@ -272,10 +231,13 @@ def evaluate_folders(
                 "score them)",
                 extra,
             )
-    rows = _complete_rows(scores, _absent_rows(class_ids, metrics, nsd_tolerance))
-    return FolderEvaluation(
-        rows=rows,
-        class_ids=list(class_ids),
-        errors=errors,
-        unpredicted=[] if require_predictions else unpredicted,
+    absent = _absent_scores(class_ids, metrics, nsd_tolerance)
+    names = dict(class_names or {})
+    result = EvaluationResult.collect(
+        [_complete(s, absent) for s in scored],
+        sorted(errors, key=lambda e: e.case),
+        {c: names.get(c, f"class_{c}") for c in class_ids},
+        metrics,
+        space="as given (each prediction on its reference's grid)",
     )
+    return result, ([] if require_predictions else unpredicted)

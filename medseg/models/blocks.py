@@ -14,22 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg.utils.vocabulary import int_triple, positive_int
+
 AXES = ("Z", "Y", "X")
 Triple = tuple[int, int, int]
-
-
-def as_triple(value: int | Sequence[int], name: str) -> Triple:
-    """Return `value` as a `(z, y, x)` triple; an int is used on all three axes.
-
-    Raises:
-        ValueError: If `value` is neither a positive int nor three positive ints.
-    """
-    triple = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(triple) != 3 or not all(isinstance(v, int) and v > 0 for v in triple):
-        raise ValueError(
-            f"{name} must be a positive int or three positive ints (z, y, x), got {value!r}"
-        )
-    return triple  # type: ignore[return-value]
 
 
 def as_level_triples(value: Sequence[int | Sequence[int]], levels: int, name: str) -> list[Triple]:
@@ -43,7 +31,7 @@ def as_level_triples(value: Sequence[int | Sequence[int]], levels: int, name: st
             f"{name} must list one kernel/stride per down-sampling level "
             f"({levels} entries, each an int or [z, y, x]), got {value!r}"
         )
-    return [as_triple(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [int_triple(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
 def size_rule(kernels: Sequence[Triple], strides: Sequence[Triple]) -> tuple[Triple, Triple]:
@@ -150,5 +138,4 @@ def decode(
 def check_positive_ints(model: str, **values: object) -> None:
     """Raise a ValueError naming the first constructor argument that is not a positive int."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{model} {name} must be a positive int, got {value!r}")
+        positive_int(value, f"{model} {name}")

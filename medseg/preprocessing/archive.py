@@ -1,8 +1,11 @@
 """Safe extraction of .zip, .tar, .tar.gz/.tgz and .tar.bz2/.tar.xz archives.
 
-Every member is checked before anything is written: absolute paths, `..` components, links
-(symbolic or hard) that point outside the destination, and device files are refused with an
-error naming the member. macOS junk (`__MACOSX/` folders and `._*` resource forks, as shipped in
+Every member is checked before anything is written: absolute paths, `..` components in member
+names, members written through a link, links (symbolic or hard) that resolve outside the
+destination or past PATH_MAX, and device files are refused with an error naming the member.
+Links are resolved here, in memory, as extraction would follow them: the interpreter's
+`filter="data"` is only a second guard (on some Python versions it misses long link chains,
+CVE-2025-4517). macOS junk (`__MACOSX/` folders and `._*` resource forks, as shipped in
 the Medical Segmentation Decathlon tars) is skipped. A finished extraction leaves a stamp
 (`.<archive name>.extracted`) so that a rerun does not extract again.
 """
@@ -31,25 +34,77 @@ def is_junk(name: str) -> bool:
     return "__MACOSX" in parts or parts[-1].startswith("._")
 
 
+_MAX_LINK_HOPS = 40  # the kernel's limit on symbolic links followed in one path lookup
+_PATH_MAX = 4096
+
+
 def _safe_name(name: str, archive: Path) -> str:
-    normal = posixpath.normpath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise ValueError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
-    if normal == ".." or normal.startswith("../"):
+    # No `..` at all: `a/link/..` is not `a` when `link` is a symbolic link.
+    if ".." in name.replace("\\", "/").split("/"):
         raise ValueError(f"{archive}: member {name!r} points outside the destination ('..')")
-    return normal
+    return posixpath.normpath(name.replace("\\", "/"))
 
 
-def _check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
-    name = _safe_name(member.name, archive)
-    if member.issym() or member.islnk():
-        base = posixpath.dirname(name) if member.issym() else ""
-        target = member.linkname
-        if posixpath.isabs(target):
-            raise ValueError(f"{archive}: link {member.name!r} -> {target!r} is absolute")
-        _safe_name(posixpath.join(base, target), archive)
-    elif not (member.isfile() or member.isdir()):
-        raise ValueError(f"{archive}: member {member.name!r} is a device or fifo; refusing")
+class _TarLinks:
+    """The symbolic links a tar declares, to resolve its paths as extraction would."""
+
+    def __init__(self, members: list[tarfile.TarInfo], archive: Path, dest: Path):
+        self.archive = archive
+        self.dest_length = len(str(dest.absolute()))
+        self.links = {_safe_name(m.name, archive): m.linkname for m in members if m.issym()}
+
+    def _too_long(self, path: str, what: str) -> None:
+        if self.dest_length + 1 + len(path) >= _PATH_MAX:
+            raise ValueError(
+                f"{self.archive}: {what} reaches a path longer than PATH_MAX ({_PATH_MAX}) in "
+                "the destination; refusing"
+            )
+
+    def resolve(self, start: list[str], target: str, what: str, hops: int = 0) -> list[str]:
+        """The folders and name that `target`, followed from folder `start`, ends at."""
+        if posixpath.isabs(target) or target.startswith("\\"):
+            raise ValueError(f"{self.archive}: {what} is absolute")
+        path = list(start)
+        for part in target.replace("\\", "/").split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not path:
+                    raise ValueError(f"{self.archive}: {what} points outside the destination")
+                path.pop()
+                continue
+            path.append(part)
+            self._too_long("/".join(path), what)
+            link = self.links.get("/".join(path))
+            if link is not None:
+                if hops >= _MAX_LINK_HOPS:
+                    raise ValueError(f"{self.archive}: {what} follows more than 40 links")
+                path = self.resolve(path[:-1], link, what, hops + 1)
+        return path
+
+    def check(self, member: tarfile.TarInfo) -> None:
+        """Raise, naming `member`, unless it and what it links to stay inside the destination."""
+        name = _safe_name(member.name, self.archive)
+        parts = name.split("/")
+        self._too_long(name, f"member {member.name!r}")
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in self.links:
+                raise ValueError(
+                    f"{self.archive}: member {member.name!r} is written through the link "
+                    f"{'/'.join(parts[:depth])!r}; refusing"
+                )
+        if member.issym():
+            self.resolve(
+                parts[:-1], member.linkname, f"link {member.name!r} -> {member.linkname!r}"
+            )
+        elif member.islnk():
+            self.resolve([], member.linkname, f"link {member.name!r} -> {member.linkname!r}")
+        elif not (member.isfile() or member.isdir()):
+            raise ValueError(
+                f"{self.archive}: member {member.name!r} is a device or fifo; refusing"
+            )
 
 
 def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -71,8 +126,9 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             members = [m for m in tf.getmembers() if not is_junk(m.name)]
+            links = _TarLinks(members, archive, dest)
             for member in members:
-                _check_tar_member(member, archive)
+                links.check(member)
             for member in tqdm(members, desc=f"extracting {archive.name}", unit="file"):
                 tf.extract(member, dest, set_attrs=False, **_tar_filter())
     else:

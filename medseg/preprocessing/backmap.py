@@ -19,6 +19,7 @@ import numpy as np
 from medseg.preprocessing.crop import pad_from_box
 from medseg.preprocessing.orientation import undo_reorient
 from medseg.preprocessing.resample import axis0_taps, linear_planes
+from medseg.utils.vocabulary import label_dtype
 
 if TYPE_CHECKING:
     from medseg.preprocessing.pipeline import PreprocessRecord
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 # Output voxels per running-argmax step: its float32 planes (current class, best so far) stay
 # within a few tens of MB and in cache-friendly blocks.
 STEP_VOXELS = 1 << 22
-
-
-def label_dtype(num_classes: int) -> np.dtype:
-    """uint8 for up to 256 classes, else int16 (the label-map dtype rule)."""
-    return np.dtype(np.uint8 if num_classes <= 256 else np.int16)
 
 
 class SlabBackMapper:
@@ -48,7 +44,7 @@ class SlabBackMapper:
         self.backend = backend
         self.depth = record.shape_after_resample[0]
         self.lower, self.upper = axis0_taps(self.depth, record.shape_after_crop[0])
-        self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(num_classes))
+        self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(num_classes - 1))
         self._held: np.ndarray | None = None  # earlier input planes still needed
         self._held_start = 0
         self._slab: np.ndarray | None = None  # the slab being reduced

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE, Geometry, read_case, read_volume
-
-IGNORE_INDEX = 255  # label value the losses skip (MedicalSeg's and MedicalDataset's default)
+from medseg.utils.vocabulary import IGNORE_INDEX, label_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +95,7 @@ class LabelRules:
         raw_ids = np.unique(label).tolist()
         out = label
         if self.label_map or self.ignore_labels:
-            out = label.astype(np.int16 if max(raw_ids, default=0) > 255 else np.uint8)
+            out = label.astype(label_dtype(max(raw_ids, default=0)))
             for raw in raw_ids:
                 new = IGNORE_INDEX if raw in self.ignore_labels else self.label_map.get(raw, raw)
                 if new != raw:

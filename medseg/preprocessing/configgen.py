@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from medseg.preprocessing.cases import IGNORE_INDEX
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.vocabulary import IGNORE_INDEX
 
 DEFAULT_ITERS = 15000  # MedicalSeg's schedule length for its 3D datasets
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
 
-from medseg.preprocessing.nifti_integrity import check_nifti_complete
+from medseg.preprocessing.nifti_integrity import check_nifti_complete, count_nonfinite
 from medseg.utils.atomic import atomic_path
 
 READ_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -137,9 +137,12 @@ def geometry_of(image: sitk.Image) -> Geometry:
     )
 
 
+def _last_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+
+
 def _sitk_error(path: Path, err: RuntimeError) -> ValueError:
-    last_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
-    return ValueError(f"{path}: SimpleITK could not read it ({last_line})")
+    return ValueError(f"{path}: SimpleITK could not read it ({_last_line(err)})")
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -157,12 +160,48 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
             f"{folder}: holds {len(series)} DICOM series ({', '.join(series)}); put each series "
             "in its own folder"
         )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    _check_slice_positions(folder, series[0], files)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    reader.SetFileNames(files)
     try:
         return reader.Execute()
     except RuntimeError as err:
         raise _sitk_error(folder, err) from err
+
+
+def _check_slice_positions(folder: Path, series: str, files: Sequence[str]) -> None:
+    """Refuse a series whose slices are not evenly spaced (a missing or doubled slice).
+
+    ITK would stack them on a uniform grid anyway, misplacing every voxel past the gap, and
+    only warn on stderr.
+    """
+    positions = []
+    header = sitk.ImageFileReader()
+    for name in files:
+        header.SetFileName(name)
+        try:
+            header.ReadImageInformation()
+            position = header.GetMetaData("0020|0032")
+            orientation = header.GetMetaData("0020|0037")
+        except RuntimeError:
+            return  # no positions to compare (not an image series with patient geometry)
+        row, column = np.reshape([float(v) for v in orientation.split("\\")], (2, 3))
+        normal = np.cross(row, column)
+        positions.append(float(normal @ np.array([float(v) for v in position.split("\\")])))
+    if len(positions) < 3:
+        return
+    gaps = np.diff(positions)
+    spacing = float(np.median(gaps))
+    uneven = np.flatnonzero(np.abs(gaps - spacing) > max(0.1 * abs(spacing), GEOMETRY_TOLERANCE))
+    if spacing == 0 or uneven.size:
+        at = int(uneven[0]) if uneven.size else 0
+        raise ValueError(
+            f"{folder}: DICOM series {series} is not evenly spaced: slices "
+            f"{Path(files[at]).name} and {Path(files[at + 1]).name} lie {gaps[at]:.3f} mm "
+            f"apart, the others {spacing:.3f} mm (a missing or repeated slice?); refusing to "
+            "read it on a uniform grid"
+        )
 
 
 def _read_image(path: Path) -> sitk.Image:
@@ -184,7 +223,30 @@ def _read_image(path: Path) -> sitk.Image:
         voxels = int(np.prod(image.GetSize(), dtype=np.int64))
         pixel_bytes = image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
         check_nifti_complete(path, voxels * pixel_bytes)
+    _check_finite(path, image)
     return image
+
+
+def _check_finite(path: Path, image: sitk.Image) -> None:
+    """Refuse NaN or infinite voxels, naming the file.
+
+    They would pass as intensities (SimpleITK's NIfTI reader even reads them as 0) and shift
+    the crop, the normalisation and the planned CT window.
+    """
+    if "float" not in image.GetPixelIDTypeAsString():
+        return
+    if _extension(path) in (".nii", ".nii.gz"):
+        bad = count_nonfinite(path)
+    else:
+        values = sitk.GetArrayViewFromImage(image)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        voxels = (
+            int(np.prod(image.GetSize(), dtype=np.int64)) * image.GetNumberOfComponentsPerPixel()
+        )
+        raise ValueError(
+            f"{path}: holds {bad} NaN or infinite voxel(s) of {voxels}; fix or drop the scan"
+        )
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
@@ -273,7 +335,31 @@ def write_volume(array: np.ndarray, geometry: Geometry, path: str | os.PathLike)
         )
     image = to_sitk(array, geometry)
     with atomic_path(path, suffix=_extension(path)) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=_extension(path) != ".nii")
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=_extension(path) != ".nii")
+        except RuntimeError as err:
+            raise OSError(f"{path}: SimpleITK could not write it ({_last_line(err)})") from None
+        _verify_written(image, tmp, path)
+
+
+def _verify_written(image: sitk.Image, tmp: Path, path: Path) -> None:
+    """Raise OSError unless the file at `tmp` holds all of `image`, before it is renamed.
+
+    SimpleITK's NIfTI writer does not report a short write (a full disk): the header and the
+    gzip trailer are read back. Other formats raise on a short write; their size is checked.
+    """
+    voxels = int(np.prod(image.GetSize(), dtype=np.int64))
+    data_bytes = voxels * image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
+    try:
+        if _extension(path) in (".nii", ".nii.gz"):
+            check_nifti_complete(tmp, data_bytes, written=True)
+        elif tmp.stat().st_size == 0:
+            raise ValueError("the file is empty")
+    except ValueError as err:
+        reason = str(err).removeprefix(f"{tmp}: ")
+        raise OSError(
+            f"{path}: the written file is incomplete ({reason}); is {path.parent} full?"
+        ) from None
 
 
 def read_case(

@@ -38,6 +38,7 @@ from medseg.preprocessing.resample import (
     resample_label,
     resampled_shape,
 )
+from medseg.utils.vocabulary import label_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _label_dtype(label: np.ndarray, case: str) -> np.dtype:
     low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
     if low < 0 or high > np.iinfo(np.int16).max:
         raise ValueError(f"{case}: label ids must lie in [0, 32767], got range [{low}, {high}]")
-    return np.dtype(np.uint8 if high <= 255 else np.int16)
+    return label_dtype(high)
 
 
 def preprocess_case(

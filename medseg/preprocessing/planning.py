@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from medseg.preprocessing.cases import IGNORE_INDEX
 from medseg.preprocessing.crop import crop_to_box, foreground_box, full_box
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.orientation import (
@@ -37,6 +36,7 @@ from medseg.preprocessing.orientation import (
     reorient_geometry,
 )
 from medseg.preprocessing.recipe import Recipe
+from medseg.utils.vocabulary import IGNORE_INDEX
 
 FOREGROUND_SAMPLES = 10_000
 ANISOTROPY_RATIO = 3.0

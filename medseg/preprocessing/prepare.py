@@ -8,10 +8,12 @@ Output, in `output_dir`:
 
 - `images/<case>.npy` float32 (C, Z, Y, X) and `labels/<case>.npy` uint8 (int16 above 255 ids);
 - `records/<case>.json`: the case's dataset.json entry and the hash of what made it (recipe,
-  label rules, declared label ids, source file names and sizes). A case is finished, and skipped
-  by a rerun, when this file exists with the same hash and both arrays exist;
+  label rules, declared label ids, source file names, sizes and modification times). A case
+  is finished, and skipped by a rerun, when this file exists with the same hash and both
+  arrays exist (records of earlier versions, keyed without the times, count while they are
+  newer than every source file);
 - `train_list.txt`, `val_list.txt` (and `test_list.txt` when a test fraction is asked) with lines
-  `images/<case>.npy labels/<case>.npy`;
+  `images/<case>.npy labels/<case>.npy` (see `medseg.preprocessing.file_list`);
 - with `folds=K`: `folds/fold_<k>_train_list.txt` and `folds/fold_<k>_val_list.txt` for
   k = 0..K-1, the same line format, over the cases outside the test split; the K validation
   lists are disjoint and cover those cases. Splits and folds are drawn over every case found,
@@ -53,14 +55,16 @@ from medseg.preprocessing.cases import (
     check_labels,
     load_case,
 )
+from medseg.preprocessing.file_list import case_paths, write_list
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.options import PrepareOptions
-from medseg.preprocessing.parallel import run_cases
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.splits import kfold_cases, split_cases
-from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from medseg.utils.parallel import run_cases
+from medseg.utils.paths import output_inside_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +166,28 @@ def read_nnunet_raw(raw_dir: str | os.PathLike, strict: bool = True) -> RawDatas
     return RawDataset(name, modalities, labels, cases, problems, tuple(ignore))
 
 
-def _case_hash(key: str, files: CaseFiles) -> str:
-    sources = [
-        (p.name, p.stat().st_size if p.exists() else None) for p in (*files.images, files.label)
+def _source_stat(path: Path, with_mtime: bool) -> list[Any]:
+    """Name, size and newest modification time (ns) of a source file or DICOM folder's files."""
+    if not path.exists():
+        return [path.name, None]
+    if not with_mtime:
+        return [path.name, path.stat().st_size]
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    return [
+        path.name,
+        sum(st.st_size for st in stats),
+        max((st.st_mtime_ns for st in stats), default=0),
     ]
+
+
+def _case_hash(key: str, files: CaseFiles, with_mtime: bool = True) -> str:
+    """The resume key of a case: what made it and its sources' names, sizes and mtimes.
+
+    The modification time catches a label corrected in place with the same byte size.
+    `with_mtime=False` gives the key of medseg versions before it (names and sizes only).
+    """
+    sources = [_source_stat(p, with_mtime) for p in (*files.images, files.label)]
     return hashlib.sha256(json.dumps([key, sources]).encode()).hexdigest()
 
 
@@ -174,16 +196,31 @@ def _save_npy(array: np.ndarray, path: Path) -> None:
         np.save(tmp, array)
 
 
-def _finished_entry(output_dir: Path, case: str, case_hash: str) -> dict[str, Any] | None:
+def _finished_entry(
+    output_dir: Path, case: str, key: str, files: CaseFiles
+) -> dict[str, Any] | None:
+    """The record of a case prepared from these very sources, or None.
+
+    A record of an earlier medseg version (keyed on names and sizes) counts when it is newer
+    than every source file; it is then rewritten with the current key.
+    """
     record_path = output_dir / "records" / f"{case}.json"
     try:
         entry = json.loads(record_path.read_text())
+        written = record_path.stat().st_mtime_ns
     except (OSError, json.JSONDecodeError):
         return None
-    if entry.get("hash") != case_hash:
+    if not all((output_dir / entry.get(k, "")).is_file() for k in ("image", "label")):
         return None
-    if not all((output_dir / entry[k]).is_file() for k in ("image", "label")):
+    case_hash = _case_hash(key, files)
+    if entry.get("hash") == case_hash:
+        return entry
+    sources = [_source_stat(p, True) for p in (*files.images, files.label)]
+    legacy = entry.get("hash") == _case_hash(key, files, with_mtime=False)
+    if not legacy or any(s[1] is None or s[2] > written for s in sources):
         return None
+    entry["hash"] = case_hash
+    write_text_atomic(record_path, json.dumps(entry, indent=1) + "\n")
     return entry
 
 
@@ -203,7 +240,8 @@ def _prepare_one(
     image, label, record = preprocess_case(
         image, geometry, recipe, label, case=case, backend=backend
     )
-    entry = {"image": f"images/{case}.npy", "label": f"labels/{case}.npy"}
+    image_path, label_path = case_paths(case)
+    entry = {"image": image_path, "label": label_path}
     _save_npy(image, output_dir / entry["image"])
     _save_npy(label, output_dir / entry["label"])
     entry.update(
@@ -214,10 +252,6 @@ def _prepare_one(
     )
     write_text_atomic(output_dir / "records" / f"{case}.json", json.dumps(entry, indent=1) + "\n")
     return entry
-
-
-def _write_list(path: Path, ids: Sequence[str]) -> None:
-    write_text_atomic(path, "".join(f"images/{c}.npy labels/{c}.npy\n" for c in ids))
 
 
 def prepare_cases(
@@ -268,7 +302,12 @@ def prepare_cases(
         PreparationError: when a case failed and `allow_failures` is False (after writing).
     """
     output_dir = Path(output_dir).absolute()
+    sources = {p.parent for files in cases.values() for p in (*files.images, files.label)}
+    problem = output_inside_inputs(output_dir, sorted(sources), "output_dir")
+    if problem is not None:
+        raise ValueError(problem)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir, ("", "images", "labels", "records", "folds"))
     (output_dir / "dataset.json").unlink(missing_ok=True)
     labels = check_labels(dict(labels), name)
     rules = label_rules or LabelRules()
@@ -282,13 +321,12 @@ def prepare_cases(
     entries: dict[str, dict[str, Any]] = {}
     jobs = []
     for case in sorted(cases):
-        case_hash = _case_hash(key, cases[case])
-        entry = _finished_entry(output_dir, case, case_hash)
+        entry = _finished_entry(output_dir, case, key, cases[case])
         if entry is not None:
             entries[case] = entry
             continue
         args = (cases[case], output_dir, recipe, list(labels), rules, len(modalities), tol)
-        jobs.append((case, (*args, backend, case_hash)))
+        jobs.append((case, (*args, backend, _case_hash(key, cases[case]))))
     if entries:
         logger.info(
             "%d of %d case(s) already prepared with this recipe; skipped", len(entries), len(cases)
@@ -329,10 +367,10 @@ def prepare_cases(
     if test_fraction > 0:
         lists["test"] = splits["test"]
     for split, ids in lists.items():
-        _write_list(output_dir / f"{split}_list.txt", ids)
+        write_list(output_dir / f"{split}_list.txt", ids)
     for k, fold in enumerate(fold_splits):
         for split in ("train", "val"):
-            _write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
+            write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
     description = {
         "name": name,
         "modalities": list(modalities),

@@ -29,6 +29,7 @@ import numpy as np
 
 from medseg.preprocessing.backend import array_module, ndimage_module
 from medseg.preprocessing.io import Geometry
+from medseg.utils.vocabulary import choose
 
 IMAGE_ORDERS = (1, 3)
 LABEL_METHODS = ("nearest", "onehot")
@@ -219,8 +220,7 @@ def resample_label(
     label: np.ndarray, shape: Sequence[int], method: str = "nearest", backend: str = "numpy"
 ) -> np.ndarray:
     """Resample a (Z, Y, X) label map to `shape`, keeping its dtype and its set of ids."""
-    if method not in LABEL_METHODS:
-        raise ValueError(f"label interpolation must be one of {LABEL_METHODS}, got {method!r}")
+    choose(method, LABEL_METHODS, "label interpolation")
     if label.ndim != 3:
         raise ValueError(f"resample_label expects (Z, Y, X), got shape {label.shape}")
     shape = tuple(int(n) for n in shape)

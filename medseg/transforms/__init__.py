@@ -4,7 +4,7 @@ Call contract: `image, label = t(image, label, rng)`, see `medseg.transforms.com
 the package registers every transform in `TRANSFORMS` under its class name.
 """
 
-from medseg.transforms.compose import Compose, RandomTransform, Transform
+from medseg.transforms.compose import Compose, RandomTransform, Transform, training_patch
 from medseg.transforms.intensity import (
     Contrast,
     Gamma,
@@ -56,4 +56,5 @@ __all__ = [
     "ScaleIntensity",
     "Transform",
     "Zoom",
+    "training_patch",
 ]

@@ -9,7 +9,7 @@ sample's augmentation is fixed by the seed the dataset derives for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,9 @@ class Transform:
     """
 
     needs_rng: ClassVar[bool] = False
+    # The constructor argument that fixes the output's spatial shape (a crop or resize to a
+    # patch), or None; `training_patch` reads it to find the natural inference window.
+    patch_argument: ClassVar[str | None] = None
 
     def __call__(
         self,
@@ -138,3 +141,17 @@ class Compose:
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
         return f"Compose([\n  {inner}\n])" if inner else "Compose([])"
+
+
+def training_patch(nodes: Any) -> Any:
+    """The patch size the configured training transforms produce, or None.
+
+    `nodes` is a `transforms:` list of `{type: ..., ...}` config nodes; the first transform whose
+    class declares a `patch_argument` that the node sets gives the answer.
+    """
+    for node in nodes or []:
+        if isinstance(node, dict) and node.get("type") in TRANSFORMS:
+            argument = TRANSFORMS.get(node["type"]).patch_argument
+            if argument and node.get(argument) is not None:
+                return node[argument]
+    return None

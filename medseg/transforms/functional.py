@@ -15,16 +15,6 @@ from scipy import ndimage
 Triple = tuple[int, int, int]
 
 
-def to_triple(value: int | Sequence[int], name: str) -> Triple:
-    """Return a positive int or a 3-sequence of positive ints as a `(z, y, x)` tuple."""
-    values = [value] * 3 if isinstance(value, (int, np.integer)) else list(value)
-    if len(values) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
-        raise ValueError(
-            f"{name} must be a positive int or 3 positive ints (z, y, x), got {value!r}"
-        )
-    return int(values[0]), int(values[1]), int(values[2])
-
-
 def to_range(
     value: float | Sequence[float], name: str, symmetric: bool = False
 ) -> tuple[float, float]:

@@ -26,8 +26,8 @@ from medseg.transforms.functional import (
     rotate_plane,
     sample_foreground_voxel,
     to_range,
-    to_triple,
 )
+from medseg.utils.vocabulary import int_triple
 
 
 def _check_order(order: int, name: str) -> int:
@@ -216,8 +216,10 @@ class Resize3D(Transform):
         keep_z: Keep the input's z extent and resize only y and x (MedicalSeg's 2.5-D option).
     """
 
+    patch_argument = "size"
+
     def __init__(self, size: int | Sequence[int], order: int = 1, keep_z: bool = False):
-        triple = to_triple(size, "Resize3D.size")
+        triple = int_triple(size, "Resize3D.size")
         self.size = triple[0] if isinstance(size, (int, np.integer)) else triple
         self.order = _check_order(order, "Resize3D.order")
         self.keep_z = bool(keep_z)
@@ -260,6 +262,8 @@ class RandomResizedCrop3D(Transform):
 
     needs_rng = True
 
+    patch_argument = "size"
+
     def __init__(
         self,
         size: int | Sequence[int],
@@ -269,7 +273,7 @@ class RandomResizedCrop3D(Transform):
         pre_crop: bool = False,
         nonzero_mask: bool = False,
     ):
-        self.size = to_triple(size, "RandomResizedCrop3D.size")
+        self.size = int_triple(size, "RandomResizedCrop3D.size")
         self.scale = to_range(scale, "RandomResizedCrop3D.scale")
         self.ratio = to_range(ratio, "RandomResizedCrop3D.ratio")
         if self.scale[0] <= 0 or self.ratio[0] <= 0:
@@ -324,6 +328,8 @@ class RandomCrop3D(Transform):
 
     needs_rng = True
 
+    patch_argument = "size"
+
     def __init__(
         self,
         size: int | Sequence[int],
@@ -332,7 +338,7 @@ class RandomCrop3D(Transform):
         image_fill: float | str = "min",
         ignore_index: int | None = None,
     ):
-        self.size = to_triple(size, "RandomCrop3D.size")
+        self.size = int_triple(size, "RandomCrop3D.size")
         self.fg_prob = check_prob(fg_prob, "RandomCrop3D.fg_prob")
         self.jitter = check_prob(jitter, "RandomCrop3D.jitter")
         self.image_fill = check_fill(image_fill, f"{type(self).__name__}.image_fill")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -12,7 +13,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
     """Send `medseg` logs to stderr and, when given, to `log_file` (appending).
 
-    Calling it again replaces the handlers instead of stacking duplicates.
+    Calling it again replaces the handlers instead of stacking duplicates. When the log file's
+    folder cannot be written (read-only, full), one line naming the folder and the errno is
+    logged and the program exits with status 2.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -20,11 +23,27 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
             root.removeHandler(handler)
             handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    problem = None
     if log_file is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
+        folder = os.path.dirname(os.path.abspath(log_file))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            handlers.append(logging.FileHandler(log_file))
+        except OSError as err:
+            problem = f"cannot write to the output folder {folder}: {describe_os_error(err)}"
     for handler in handlers:
         handler._medseg = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
     root.setLevel(level)
+    if problem is not None:
+        logging.getLogger(__name__).error("%s", problem)
+        raise SystemExit(2)
+
+
+def describe_os_error(err: OSError) -> str:
+    """`[Errno 28] No space left on device (ENOSPC)`: the errno by number, text and name."""
+    if err.errno is None:
+        return str(err)
+    name = errno.errorcode.get(err.errno, "?")
+    return f"[Errno {err.errno}] {os.strerror(err.errno)} ({name})"

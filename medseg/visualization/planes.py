@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from medseg.preprocessing.io import read_volume
 from medseg.preprocessing.orientation import lps_transform, reorient
+from medseg.utils.vocabulary import choose
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 # Per view: the LPS array axis held fixed, then the axes shown as rows and columns.
@@ -155,8 +156,7 @@ def busiest_slices(mask: np.ndarray | None, shape: Sequence[int]) -> tuple[int, 
 
 def plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     """The display-oriented 2D plane of an LPS volume (see the module docstring)."""
-    if view not in _VIEW_AXES:
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+    choose(view, VIEWS, "view")
     fixed = _VIEW_AXES[view][0]
     cut = np.take(volume, index, axis=fixed)
     # Rows run along z (inferior→superior) in coronal and sagittal planes: put superior on top.
@@ -165,8 +165,7 @@ def plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
 
 def view_aspect(spacing: Sequence[float], view: str) -> float:
     """Height/width of one displayed pixel (for `imshow(aspect=...)`): row over column spacing."""
-    if view not in _VIEW_AXES:
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+    choose(view, VIEWS, "view")
     _, rows, cols = _VIEW_AXES[view]
     return float(spacing[rows]) / float(spacing[cols])
 
