@@ -60,7 +60,7 @@ def test_val_predictions_equal_the_runner_outputs(
     infer, exported, lcc_config, trained_run, val_case, tmp_path, monkeypatch
 ):
     import val
-    from medseg.cvlibs import Config
+    from medseg.cvlibs import MODELS, Config
     from medseg.engine.checkpoint import load_model_weights
     from medseg.inference import segmenter
     from medseg.inference.torch_predictor import TorchPredictor
@@ -73,7 +73,7 @@ def test_val_predictions_equal_the_runner_outputs(
     scored, scored_geometry = read_volume(val_dir / "predictions" / f"{case_id}.nii.gz")
 
     # The runner with the same torch model behind it: the same file, bit for bit.
-    model = Config(lcc_config).model
+    model = MODELS.build(Config(lcc_config).model)
     load_model_weights(model, model_path)
     torch_predictor = TorchPredictor(model, "cpu")
     with monkeypatch.context() as patch:

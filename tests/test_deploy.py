@@ -386,5 +386,7 @@ def test_hidden_leftovers_are_no_cases_and_stale_temporaries_go(
     shutil.copy(raw_images[0], inputs / f".{raw_images[0].name}.x1y2.tmp.nii.gz")
     (out / ".old_case.nii.gz.k3j4.tmp.nii.gz").write_bytes(b"half")
     assert run(infer, deploy_yaml, inputs, out) == 0
-    expected = sorted([f"{case_id(raw_images[0])}.nii.gz", "infer.log"])
+    expected = sorted(
+        [f"{case_id(raw_images[0])}.nii.gz", "infer.log", "infer_report.csv", "infer_report.json"]
+    )
     assert sorted(p.name for p in out.iterdir()) == expected
