@@ -44,15 +44,22 @@ setup_python() {
   local torch_pin=""
   "$PY" -c "import torch" 2>/dev/null || torch_pin="torch==2.13.0"
   "$PY" -m pip install -q --disable-pip-version-check $torch_pin -r requirements.txt
+  # medseg itself, editable: tools/*.py and the medseg-* commands import this checkout. Offline,
+  # pip can build it only with the setuptools already here (70.1 and later need no `wheel`).
+  local isolation=""
+  "$PY" -c "import setuptools as s, sys; sys.exit(tuple(map(int, s.__version__.split('.')[:2])) < (70, 1))" \
+    2>/dev/null && isolation="--no-build-isolation"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps $isolation -e .
 }
 
 write_val_scan_list() {  # the raw scans of the validation cases, for the deploy runner
-  "$PY" - "$DATA/preprocessed/dataset.json" "$OUT/val_scans.txt" <<'EOF'
-import json, pathlib, sys
-dataset_json, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-info = json.loads(dataset_json.read_text())
-scans = [(dataset_json.parent / info["cases"][c]["source_images"][0]).resolve() for c in info["splits"]["val"]]
-out.write_text("".join(f"{s}\n" for s in scans))
+  "$PY" - "$DATA/preprocessed" "$OUT/val_scans.txt" <<'EOF'
+import pathlib, sys
+from medseg.preprocessing.description import load_description
+description = load_description(sys.argv[1])
+cases = [description.cases[c] for c in description.splits["val"]]
+scans = [description.resolve(case.source_images[0]).resolve() for case in cases]
+pathlib.Path(sys.argv[2]).write_text("".join(f"{s}\n" for s in scans))
 EOF
 }
 

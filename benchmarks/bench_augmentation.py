@@ -34,10 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.cvlibs import DATASETS, Config

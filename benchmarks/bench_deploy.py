@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import export
+from medseg.commands import export
 from medseg.cvlibs import MODELS, Config
 from medseg.engine.checkpoint import load_model_weights
 from medseg.inference.case import predict_logits

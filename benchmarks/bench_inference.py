@@ -28,17 +28,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.cvlibs import MODELS, Config
@@ -96,7 +91,7 @@ def _predict_fn(method: str, args: argparse.Namespace, folder: str):
     if method == "medseg":
         predictor = TorchPredictor(model, "cpu")
     else:
-        import export
+        from medseg.commands import export
         from medseg.inference.onnx_predictor import OnnxPredictor
 
         path = Path(folder) / "model.onnx"

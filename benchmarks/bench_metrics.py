@@ -15,16 +15,12 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import scipy
 from scipy import ndimage
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medseg.metrics import hd95
 from medseg.utils.machine import cpu_model

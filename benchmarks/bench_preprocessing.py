@@ -25,17 +25,12 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy
 import scipy.ndimage
 import SimpleITK as sitk  # noqa: N813 (the library's own idiom)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from measure import in_fresh_process, peak_mib_since, reset_peak
 
 from medseg.preprocessing.backend import gpu_unavailable_reason

@@ -13,8 +13,9 @@ nnU-Net is a benchmark peer only, never a medseg dependency. Install it in its o
     python benchmarks/bench_quality.py --nnunet_python /work/venv-nnunet/bin/python \
         --iters 100 600 [--models vnet unet3d] [--seed 0] [--work_dir output/bench_quality]
 
-nnU-Net's plans are made by its own planner, then edited to the patch, batch and spacing above
-(and preprocessed again). Its trainer is nnUNetTrainer with a short schedule: this script writes
+nnU-Net's plans are made by its own planner, then edited to the patch, batch and spacing above,
+with the network topology its planner derives for that patch and spacing (and preprocessed
+again). Its trainer is nnUNetTrainer with a short schedule: this script writes
 `nnUNetTrainer_medsegBench.py` at the top level of `nnunetv2/training/nnUNetTrainer/` in that
 virtualenv, because nnU-Net's trainer lookup walks the package and would otherwise import the
 `variants` modules, which need timm/torchvision (PyPI's torchvision fails against the CPU
@@ -34,8 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +49,13 @@ TRAINER = "nnUNetTrainer_medsegBench"
 TRAINER_SOURCE = '''"""Written by medseg's benchmarks/bench_quality.py: a short nnUNetTrainer."""
 import os
 
+import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class nnUNetTrainer_medsegBench(nnUNetTrainer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         total = int(os.environ["MEDSEG_BENCH_ITERS"])
         self.num_iterations_per_epoch = min(total, {per_epoch})
         self.num_epochs = max(total // self.num_iterations_per_epoch, 1)
@@ -119,7 +119,7 @@ def _medseg(model: str, iters: int, seed: int, train: Path, test: Path, work: Pa
     _run(
         [sys.executable, str(REPO / "val.py"), "--config", str(CONFIGS[model]), "--model_path",
          str(out / f"iter_{iters}" / "model.pth"), "--save_dir", str(out / "test"),
-         "--save_predictions", *data, "val_dataset.dataset_root=test/preprocessed",
+         "--save_predictions", "--no_tta", *data, "val_dataset.dataset_root=test/preprocessed",
          "val_dataset.file_list=all_list.txt"],
         work / f"medseg_{model}_{iters}_val.log",
     )  # fmt: skip
@@ -132,8 +132,35 @@ def _nnunet_env(work: Path) -> dict[str, str]:
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[key] = str(work / "nnunet" / key)
         Path(env[key]).mkdir(parents=True, exist_ok=True)
-    env["nnUNet_n_proc_DA"] = "0"  # augmentation in the training process, as medseg's default
+    env["nnUNet_n_proc_DA"] = "1"  # one augmentation worker (0 breaks its planner's thread setup)
     return env
+
+
+def _nnunet_topology(python: str) -> dict:
+    """nnU-Net's own network topology (stages, strides, kernels) for medseg's patch and spacing.
+
+    The planned network was sized for nnU-Net's larger patch; its strides need not divide ours.
+    """
+    query = (
+        "import json; from nnunetv2.experiment_planning.experiment_planners.network_topology "
+        "import get_pool_and_conv_props as p; "
+        f"_, pools, convs, patch, _ = p({SPACING}, {PATCH}, 4, 999999); "
+        "print(json.dumps([[list(s) for s in pools], [list(k) for k in convs], "
+        "[int(n) for n in patch]]))"
+    )
+    out = subprocess.run([python, "-c", query], capture_output=True, text=True, check=True)
+    pools, convs, patch = json.loads(out.stdout)
+    if patch != PATCH:
+        raise RuntimeError(f"nnU-Net's topology changed the patch {PATCH} to {patch}")
+    stages = len(convs)
+    return {
+        "n_stages": stages,
+        "features_per_stage": [min(32 * 2**s, 320) for s in range(stages)],
+        "kernel_sizes": convs,
+        "strides": pools,
+        "n_conv_per_stage": [2] * stages,
+        "n_conv_per_stage_decoder": [2] * (stages - 1),
+    }
 
 
 def _nnunet_setup(python: str, train: Path, work: Path) -> dict[str, str]:
@@ -150,6 +177,7 @@ def _nnunet_setup(python: str, train: Path, work: Path) -> dict[str, str]:
     plans = json.loads(plans_path.read_text())
     config = plans["configurations"]["3d_fullres"]
     config.update(patch_size=PATCH, batch_size=BATCH, spacing=SPACING)
+    config["architecture"]["arch_kwargs"].update(_nnunet_topology(python))
     plans_path.write_text(json.dumps(plans, indent=2))
     _run([str(bindir / "nnUNetv2_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
           "-np", "1"], logs / "preprocess.log", env)  # fmt: skip
@@ -199,7 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    print("\n".join(machine_lines()))
+    print("\n".join(machine_lines(("numpy", "torch"))))
+    if args.nnunet_python:
+        query = "import importlib.metadata as m; print(m.version('nnunetv2'))"
+        version = subprocess.run(
+            [args.nnunet_python, "-c", query], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        print(f"nnunetv2 {version or 'not found'} ({args.nnunet_python})")
     train, test = _prepare(work)
     env = _nnunet_setup(args.nnunet_python, train, work) if args.nnunet_python else None
     rows = []

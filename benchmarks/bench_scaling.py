@@ -28,16 +28,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.measure import in_fresh_process, reset_peak, status_kib
+from measure import in_fresh_process, reset_peak, status_kib
 
 PATCH = (48, 64, 80)
 SPACING = (1.0, 0.8, 0.8)  # z, y, x in mm

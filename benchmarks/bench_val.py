@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from medseg.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]

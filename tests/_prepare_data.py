@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
+from medseg.preprocessing.formats.nnunet import write_nnunet_description
 from medseg.preprocessing.io import Geometry, to_sitk, write_volume
 
 SHAPE = (10, 20, 24)  # z, y, x
@@ -39,6 +40,15 @@ def make_case(index: int, shape=SHAPE, channels: int = 1) -> tuple[np.ndarray, n
     return image, label
 
 
+BLOB_LABELS = {"background": 0, "core": 1, "rim": 2}
+
+
+def write_nnunet_meta(root: Path, num_cases: int, channels: int = 1, labels=None) -> None:
+    """The raw folder's dataset.json (nnU-Net's layout) naming the channels and `labels`."""
+    modalities = ["CT", "T2"][:channels]
+    write_nnunet_description(root, root.name, modalities, labels or BLOB_LABELS, num_cases)
+
+
 def write_nnunet(root: Path, num_cases: int = 4, channels: int = 1) -> Path:
     """nnU-Net v2 raw folder Dataset042_Blobs with `num_cases` cases."""
     root = root / "Dataset042_Blobs"
@@ -47,13 +57,7 @@ def write_nnunet(root: Path, num_cases: int = 4, channels: int = 1) -> Path:
         for c in range(channels):
             write_volume(image[c], geometry(i), root / "imagesTr" / f"blob_{i:03d}_{c:04d}.nii.gz")
         write_volume(label, geometry(i), root / "labelsTr" / f"blob_{i:03d}.nii.gz")
-    meta = {
-        "channel_names": {str(c): ["CT", "T2"][c] for c in range(channels)},
-        "labels": {"background": 0, "core": 1, "rim": 2},
-        "numTraining": num_cases,
-        "file_ending": ".nii.gz",
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
+    write_nnunet_meta(root, num_cases, channels)
     return root
 
 

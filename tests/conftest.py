@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PHANTOM_TOOL = REPO / "tools" / "prepare_phantom.py"
+# Scripts started as subprocesses import medseg from this checkout, as `pip install -e .` makes
+# them do (pytest's `pythonpath` setting only reaches this process).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.getenv("PYTHONPATH")]))
 VNET_CONFIG = REPO / "configs" / "phantom" / "vnet_phantom_32_48_48_600.yml"
 SMALL_PHANTOM = ["--num_cases", "6", "--size", "64", "64", "24"]
 
@@ -26,7 +29,9 @@ def load_tool(path: Path):
 def phantom_dir(tmp_path_factory) -> Path:
     """6 small phantom cases: raw/ (nnU-Net layout) and preprocessed/ (train and val lists)."""
     output = tmp_path_factory.mktemp("phantom")
-    assert load_tool(PHANTOM_TOOL).main([*SMALL_PHANTOM, "--output_dir", str(output)]) == 0
+    from medseg.preparation import phantom
+
+    assert phantom.main([*SMALL_PHANTOM, "--output_dir", str(output)]) == 0
     return output
 
 
@@ -58,7 +63,7 @@ def tiny_config(phantom_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tiny_config, tmp_path_factory) -> Path:
     """save_dir of a 20-iteration training run with evaluation every 10 iterations."""
-    import train
+    from medseg.commands import train
 
     save_dir = tmp_path_factory.mktemp("run")
     args = ["--config", str(tiny_config), "--save_dir", str(save_dir), "--do_eval"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from medseg.inference.inputs import find_cases
 from medseg.inference.postprocess import keep_largest_component
 from medseg.preprocessing.io import Geometry, read_case, read_volume, write_volume
 from tests._prepare_data import write_dicom_series
-from tests.conftest import REPO, load_tool
+from tests.conftest import REPO
 
 pytest.importorskip("onnxruntime")
 
@@ -29,12 +30,12 @@ GEOMETRY_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def infer():
-    return load_tool(INFER)
+    return importlib.import_module("medseg.commands.infer")
 
 
 @pytest.fixture(scope="module")
 def deploy_yaml(tiny_config, trained_run, tmp_path_factory) -> Path:
-    import export
+    from medseg.commands import export
 
     save_dir = tmp_path_factory.mktemp("export")
     model = trained_run / "best_model" / "model.pth"
@@ -172,7 +173,7 @@ def test_runs_with_torch_unimportable(deploy_yaml, raw_images, tmp_path):
             assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = dict(os.environ)  # medseg importable as an install makes it (conftest.py)
     result = subprocess.run(
         [sys.executable, "-c", shim],
         cwd=tmp_path,

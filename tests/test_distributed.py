@@ -113,7 +113,7 @@ def spawn_train_main(rank: int, port: int, argv: list[str], bad_rank_argv: list[
         RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )  # fmt: skip
-    import train
+    from medseg.commands import train
 
     code = train.main(argv + (bad_rank_argv if rank == 1 else []))
     Path(out, f"code{rank}").write_text(str(code))
@@ -199,7 +199,7 @@ def test_torchrun_writes_plain_checkpoints_once_and_resumes_on_any_world_size(
         assert torch.equal(value, again[key]), key
 
     # One process continues the global sample stream where the two left it.
-    import train
+    from medseg.commands import train
 
     single = tmp_path / "single"
     args = ["--config", str(tiny_config), "--save_dir", str(single), "--iters", "3"]

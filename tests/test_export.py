@@ -12,9 +12,10 @@ import yaml
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import export  # noqa: E402
+from medseg.commands import export  # noqa: E402
 from medseg.cvlibs import ConfigError  # noqa: E402
 from medseg.inference.deploy_config import load_deploy_config  # noqa: E402
+from medseg.preprocessing.description import load_description  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,13 @@ def exported(tiny_config, trained_run, tmp_path_factory):
 
 def test_deploy_yaml_holds_what_inference_needs(exported, phantom_dir):
     deploy = load_deploy_config(exported / "deploy.yaml")
-    info = json.loads((phantom_dir / "preprocessed" / "dataset.json").read_text())
+    description = load_description(phantom_dir / "preprocessed")
     assert deploy.model_path == (exported / "model.onnx").resolve()
     assert deploy.output == "logits"
     assert (deploy.input_channels, deploy.num_classes, deploy.opset) == (1, 4, 17)
-    assert deploy.modalities == tuple(info["modalities"])
-    assert deploy.classes == {int(k): v for k, v in info["labels"].items()}
-    assert deploy.recipe.to_dict() == info["recipe"]
+    assert deploy.modalities == description.modalities
+    assert deploy.classes == description.labels
+    assert deploy.recipe == description.recipe
     assert deploy.inference.patch_size == (32, 48, 48)
     assert deploy.inference.overlap == 0.25
     assert deploy.largest_component == ()

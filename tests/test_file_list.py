@@ -1,13 +1,13 @@
 """Split list files: any legal file name survives, MedicalSeg-style lists still read."""
 
-import json
-
 import numpy as np
 import pytest
 
 from medseg.datasets import MedicalDataset
 from medseg.preprocessing import prepare as prep
+from medseg.preprocessing.description import load_description
 from medseg.preprocessing.file_list import format_line, parse_line, read_list, write_list
+from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 from medseg.preprocessing.options import PrepareOptions
 from tests._prepare_data import write_nnunet
 
@@ -42,12 +42,12 @@ def test_names_with_spaces_go_from_preparation_to_training(tmp_path):
     options = PrepareOptions(
         target_spacing=[3.0, 1.5, 1.5], patch_size=[16, 16, 16], ct_window=[0, 300]
     )
-    info = prep.prepare_raw(prep.read_nnunet_raw(raw), tmp_path / "out", options)
+    info = prep.prepare_raw(read_nnunet_raw(raw), tmp_path / "out", options)
     dataset = MedicalDataset(str(tmp_path / "out"), mode="train")
-    assert sorted(c["id"] for c in dataset.cases) == sorted(info["splits"]["train"])
+    assert sorted(c["id"] for c in dataset.cases) == sorted(info.splits["train"])
     assert all(" " in c["id"] for c in dataset.cases)
     image, label, case = dataset[0]
     assert image.ndim == 4 and label.shape == image.shape[1:] and " " in case
     saved = np.load(tmp_path / "out" / "images" / f"{case}.npy")
     assert np.array_equal(image, saved)
-    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["cases"][case]
+    assert load_description(tmp_path / "out").cases[case].image == f"images/{case}.npy"

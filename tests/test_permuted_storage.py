@@ -17,6 +17,7 @@ from medseg.inference.case import logits_to_original_labels, predict_logits
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.models.unet3d import UNet3D
+from medseg.preparation import phantom as phantom_module
 from medseg.preprocessing.orientation import (
     lps_transform,
     reorient,
@@ -26,7 +27,7 @@ from medseg.preprocessing.orientation import (
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.resample import resampled_shape
-from tests.conftest import PHANTOM_TOOL, REPO, load_tool
+from tests.conftest import REPO
 
 # Array axes (z, y, x) stored as (y, x, z), with the new y reversed: a permuted, flipped file.
 STORAGE = ((1, 2, 0), (False, True, False))
@@ -34,7 +35,7 @@ STORAGE = ((1, 2, 0), (False, True, False))
 
 @pytest.fixture(scope="module")
 def case_and_copy():
-    phantom = load_tool(PHANTOM_TOOL)
+    phantom = phantom_module
     image, label, geometry = phantom.make_case(3, seed=11, size=(64, 64, 24))  # LPS-stored
     copy = (
         np.ascontiguousarray(reorient(image, *STORAGE)),
@@ -43,7 +44,7 @@ def case_and_copy():
     )
     assert copy[0].shape != image.shape  # really stored differently
     # The demo's recipe at a coarser target spacing keeps the test fast.
-    recipe = Recipe.from_dict({**phantom.RECIPE, "target_spacing": [5.0, 4.0, 4.0]})
+    recipe = Recipe.from_dict({**phantom.recipe().to_dict(), "target_spacing": [5.0, 4.0, 4.0]})
     return (image, label, geometry), copy, recipe
 
 
@@ -80,8 +81,8 @@ def test_phantom_window_is_never_longer_than_a_scan_along_z(config):
     The body runs through the top and bottom of every phantom scan; padding a too-short scan
     with air makes a body end the network never saw in training.
     """
-    phantom = load_tool(PHANTOM_TOOL)
-    target = phantom.RECIPE["target_spacing"]
+    phantom = phantom_module
+    target = phantom.OPTIONS["target_spacing"]
     shortest = min(
         resampled_shape(reoriented.shape, reoriented.spacing, target)[0]
         for seed in range(12)

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medseg.preparation import phantom as phantom_module
+from medseg.preprocessing.description import load_description
+from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 from medseg.preprocessing.io import read_volume, write_volume
-from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
-from medseg.preprocessing.prepare import prepare_dataset, read_nnunet_raw
+from medseg.preprocessing.pipeline import invert_label
+from medseg.preprocessing.prepare import PrepareSettings, prepare_cases
 from medseg.preprocessing.recipe import Recipe
 
-TOOL = Path(__file__).parents[1] / "tools" / "prepare_phantom.py"
 SMALL = ["--size", "64", "64", "24"]  # 2 × 2 × 5 mm raw voxels: fast, same anatomy
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    spec = importlib.util.spec_from_file_location("prepare_phantom", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return phantom_module
 
 
 @pytest.fixture(scope="module")
@@ -69,27 +66,27 @@ def test_geometries_cover_flips_permutation_and_an_oblique_case(phantom):
 
 def test_prepare_writes_the_layout_and_invertible_records(prepared):
     root = prepared / "preprocessed"
-    description = json.loads((root / "dataset.json").read_text())
-    assert description["labels"] == {"0": "background", "1": "liver", "2": "spleen", "3": "kidney"}
-    assert description["num_classes"] == 4 and description["modalities"] == ["CT"]
-    assert Recipe.from_dict(description["recipe"]).target_spacing == (2.5, 1.6, 1.6)
-    splits = description["splits"]
-    assert len(splits["val"]) == 1 and len(splits["train"]) == 2 and splits["test"] == []
-    assert sorted(splits["train"] + splits["val"]) == sorted(description["cases"])
+    description = load_description(root)
+    assert description.labels == {0: "background", 1: "liver", 2: "spleen", 3: "kidney"}
+    assert description.num_classes == 4 and description.modalities == ("CT",)
+    assert description.recipe.target_spacing == (2.5, 1.6, 1.6)
+    splits = description.splits
+    assert len(splits["val"]) == 1 and len(splits["train"]) == 2 and splits["test"] == ()
+    assert sorted(splits["train"] + splits["val"]) == sorted(description.cases)
     for split in ("train", "val"):
         lines = (root / f"{split}_list.txt").read_text().splitlines()
         assert lines == [f"images/{c}.npy labels/{c}.npy" for c in splits[split]]
     assert not (root / "test_list.txt").exists()
 
-    for case, entry in description["cases"].items():
-        image = np.load(root / entry["image"])
-        label = np.load(root / entry["label"])
-        record = PreprocessRecord.from_dict(entry["record"])
+    for case, entry in description.cases.items():
+        image = np.load(root / entry.image)
+        label = np.load(root / entry.label)
+        record = entry.record
         assert image.dtype == np.float32 and label.dtype == np.uint8
         assert image.shape == (1, *label.shape) and label.shape == record.shape_after_resample
         assert image.min() >= 0.0 and image.max() <= 1.0
-        raw_label, raw_geometry = read_volume(root / entry["source_label"])
-        assert Path(root / entry["source_images"][0]).name == f"{case}_0000.nii.gz"
+        raw_label, raw_geometry = read_volume(root / entry.source_label)
+        assert Path(root / entry.source_images[0]).name == f"{case}_0000.nii.gz"
         assert record.geometry == raw_geometry
         back = invert_label(label, record)
         if all(n >= m for n, m in zip(label.shape, record.shape_after_crop, strict=True)):
@@ -100,16 +97,15 @@ def test_prepare_writes_the_layout_and_invertible_records(prepared):
 
 def test_upsampling_recipe_inverts_every_raw_label_exactly(prepared, tmp_path):
     recipe = Recipe.from_dict({"target_spacing": [1.5, 1.0, 1.0], "image_order": 1})
-    description = prepare_dataset(
-        prepared / "raw", tmp_path, recipe, val_fraction=0.34, test_fraction=0.34, num_workers=2
-    )
-    assert [len(description["splits"][k]) for k in ("train", "val", "test")] == [1, 1, 1]
+    settings = PrepareSettings(val_fraction=0.34, test_fraction=0.34, num_workers=2)
+    description = prepare_cases(read_nnunet_raw(prepared / "raw"), tmp_path, recipe, settings)
+    assert description == load_description(tmp_path)  # what was returned is what was written
+    assert [len(description.splits[k]) for k in ("train", "val", "test")] == [1, 1, 1]
     assert (tmp_path / "test_list.txt").read_text().count(".npy") == 2
-    for entry in description["cases"].values():
-        label = np.load(tmp_path / entry["label"])
-        raw_label, _ = read_volume(tmp_path / entry["source_label"])
-        restored = invert_label(label, PreprocessRecord.from_dict(entry["record"]))
-        assert np.array_equal(restored, raw_label)
+    for entry in description.cases.values():
+        label = np.load(tmp_path / entry.label)
+        raw_label, _ = read_volume(tmp_path / entry.source_label)
+        assert np.array_equal(invert_label(label, entry.record), raw_label)
 
 
 def test_rerun_with_the_same_arguments_is_skipped(phantom, prepared):
@@ -150,4 +146,4 @@ def test_undeclared_label_ids_are_rejected_with_the_file_name(phantom, tmp_path)
     label[0, 0, 0] = 9
     write_volume(label, geometry, label_path)
     with pytest.raises(ValueError, match=r"phantom_001\.nii\.gz: label ids \[9\] are not declared"):
-        prepare_dataset(raw, tmp_path / "out", Recipe())
+        prepare_cases(read_nnunet_raw(raw), tmp_path / "out", Recipe())

@@ -20,12 +20,14 @@ import pytest
 from medseg.preprocessing import prepare as prep
 from medseg.preprocessing.archive import extract
 from medseg.preprocessing.cases import LabelRules
+from medseg.preprocessing.description import load_description
 from medseg.preprocessing.download import download, file_digest
+from medseg.preprocessing.formats.nnunet import read_nnunet_raw
 from medseg.preprocessing.io import read_volume, write_volume
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.splits import kfold_cases, split_cases
 from medseg.utils.parallel import WorkerDiedError, run_cases
-from tests._prepare_data import geometry, make_case, write_nnunet
+from tests._prepare_data import geometry, make_case, write_nnunet, write_nnunet_meta
 
 OPTIONS = PrepareOptions(
     target_spacing=[3.0, 1.5, 1.5], patch_size=[16, 16, 16], ct_window=[0, 300]
@@ -61,15 +63,16 @@ def test_kfolds_are_disjoint_cover_every_case_and_are_stable():
 # ---------------------------------------------------------------- preparation
 
 
-def _prepare(raw: Path, out: Path, **kwargs):
-    return prep.prepare_raw(prep.read_nnunet_raw(raw, strict=False), out, OPTIONS, **kwargs)
+def _prepare(raw: Path, out: Path, options: PrepareOptions = OPTIONS, strict=False, **kwargs):
+    raw_dataset = read_nnunet_raw(raw, strict=strict)
+    return prep.prepare_raw(raw_dataset, out, options, prep.PrepareSettings(**kwargs))
 
 
 def test_fold_files_are_written_and_match_dataset_json(tmp_path):
     raw = write_nnunet(tmp_path, num_cases=5)
     info = _prepare(raw, tmp_path / "out", folds=2, val_fraction=0.2)
-    assert len(info["folds"]) == 2
-    for k, fold in enumerate(info["folds"]):
+    assert len(info.folds) == 2
+    for k, fold in enumerate(info.folds):
         lines = (tmp_path / "out" / "folds" / f"fold_{k}_val_list.txt").read_text().splitlines()
         assert lines == [f"images/{c}.npy labels/{c}.npy" for c in fold["val"]]
 
@@ -88,8 +91,8 @@ def test_interrupted_run_resumes_skipping_finished_cases_with_identical_results(
     info = _prepare(raw, out)
     for case, mtime in before.items():  # finished cases were skipped
         assert (out / "images" / f"{case}.npy").stat().st_mtime_ns == mtime
-    assert info["cases"] == reference["cases"]  # records, hashes and relative sources
-    for case in info["cases"]:
+    assert info.cases == reference.cases  # records, hashes and relative sources
+    for case in info.cases:
         for kind in ("images", "labels"):
             assert np.array_equal(
                 np.load(out / kind / f"{case}.npy"),
@@ -99,7 +102,7 @@ def test_interrupted_run_resumes_skipping_finished_cases_with_identical_results(
     changed = PrepareOptions(
         target_spacing=[3.0, 2.0, 2.0], patch_size=[16, 16, 16], ct_window=[0, 300]
     )
-    prep.prepare_raw(prep.read_nnunet_raw(raw), out, changed)
+    _prepare(raw, out, changed, strict=True)
     assert all((out / "images" / f"{c}.npy").stat().st_mtime_ns != m for c, m in before.items())
 
 
@@ -113,14 +116,14 @@ def test_bad_cases_are_reported_skipped_and_listed(tmp_path):
     write_volume(bad_ids, geometry(3), raw / "labelsTr" / "blob_003.nii.gz")
     with pytest.raises(prep.PreparationError) as caught:
         _prepare(raw, tmp_path / "out", val_fraction=0.5)
-    failed = caught.value.description["failed_cases"]
+    failed = caught.value.failed_cases
     assert sorted(failed) == ["blob_001", "blob_002", "blob_003"]
     assert "blob_001_0000.nii.gz" in failed["blob_001"]
     assert "origin differs" in failed["blob_002"]
     assert "label ids [7] are not declared" in failed["blob_003"]
-    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    assert sorted(info["cases"]) == ["blob_000", "blob_004"] and info["failed_cases"] == failed
-    assert _prepare(raw, tmp_path / "out", val_fraction=0.5, allow_failures=True)["cases"]
+    info = load_description(tmp_path / "out")
+    assert sorted(info.cases) == ["blob_000", "blob_004"] and info.failed_cases == failed
+    assert _prepare(raw, tmp_path / "out", val_fraction=0.5, allow_failures=True).cases
 
 
 def test_nan_or_infinite_intensities_fail_the_case_and_stay_out_of_the_plan(tmp_path):
@@ -131,18 +134,19 @@ def test_nan_or_infinite_intensities_fail_the_case_and_stay_out_of_the_plan(tmp_
     every = np.full(geometry(2).shape, np.nan, np.float32)
     write_volume(every, geometry(2), raw / "imagesTr" / "blob_002_0000.nii.gz")
     options = PrepareOptions(target_spacing=[3.0, 1.5, 1.5], patch_size=[16, 16, 16])
-    raw_cases = prep.read_nnunet_raw(raw)
-    info = prep.prepare_raw(raw_cases, tmp_path / "out", options, allow_failures=True)
-    failed = info["failed_cases"]
+    raw_cases = read_nnunet_raw(raw)
+    settings = prep.PrepareSettings(allow_failures=True)
+    info = prep.prepare_raw(raw_cases, tmp_path / "out", options, settings)
+    failed = info.failed_cases
     assert sorted(failed) == ["blob_001", "blob_002"]
     assert "blob_001_0000.nii.gz: holds 2 NaN or infinite voxel(s)" in failed["blob_001"]
     assert f"holds {every.size} NaN or infinite voxel(s)" in failed["blob_002"]
-    assert sorted(info["cases"]) == ["blob_000", "blob_003"]
+    assert sorted(info.cases) == ["blob_000", "blob_003"]
     good = {c: f for c, f in raw_cases.cases.items() if c not in failed}
     clean = prep.prepare_raw(
         dataclasses.replace(raw_cases, cases=good), tmp_path / "clean", options
     )
-    assert info["plan"] == clean["plan"]  # the bad scans shifted nothing that was planned
+    assert info.plan == clean.plan  # the bad scans shifted nothing that was planned
 
 
 def test_a_failed_case_moves_no_other_case_between_splits_or_folds(tmp_path):
@@ -150,13 +154,13 @@ def test_a_failed_case_moves_no_other_case_between_splits_or_folds(tmp_path):
     whole = _prepare(raw, tmp_path / "whole", val_fraction=0.25, folds=3)
     (raw / "imagesTr" / "blob_005_0000.nii.gz").write_bytes(b"not a nifti")
     part = _prepare(raw, tmp_path / "part", val_fraction=0.25, folds=3, allow_failures=True)
-    assert list(part["failed_cases"]) == ["blob_005"]
+    assert list(part.failed_cases) == ["blob_005"]
 
     def without_the_failed(lists):
-        return {name: [c for c in ids if c != "blob_005"] for name, ids in lists.items()}
+        return {name: tuple(c for c in ids if c != "blob_005") for name, ids in lists.items()}
 
-    assert part["splits"] == without_the_failed(whole["splits"])
-    assert part["folds"] == [without_the_failed(fold) for fold in whole["folds"]]
+    assert part.splits == without_the_failed(whole.splits)
+    assert part.folds == tuple(without_the_failed(fold) for fold in whole.folds)
 
 
 def test_changed_class_names_redo_the_cases(tmp_path):
@@ -164,12 +168,10 @@ def test_changed_class_names_redo_the_cases(tmp_path):
     for 2."""
     raw = write_nnunet(tmp_path, num_cases=3)
     _prepare(raw, tmp_path / "out", val_fraction=0.34)
-    meta = json.loads((raw / "dataset.json").read_text())
-    meta["labels"] = {"background": 0, "core": 1}
-    (raw / "dataset.json").write_text(json.dumps(meta))
+    write_nnunet_meta(raw, num_cases=3, labels={"background": 0, "core": 1})
     with pytest.raises(prep.PreparationError) as caught:
         _prepare(raw, tmp_path / "out", val_fraction=0.34)
-    failed = caught.value.description["failed_cases"]
+    failed = caught.value.failed_cases
     assert sorted(failed) == ["blob_000", "blob_001", "blob_002"]
     assert all("label ids [2] are not declared" in why for why in failed.values())
 
@@ -181,12 +183,10 @@ def test_geometry_tolerance_is_an_option(tmp_path):
     near = near.replace(origin=(near.origin[0] + 0.01, *near.origin[1:]))
     write_volume(label, near, raw / "labelsTr" / "blob_001.nii.gz")
     strict = _prepare(raw, tmp_path / "strict", val_fraction=0.34, allow_failures=True)
-    assert "origin differs" in strict["failed_cases"]["blob_001"]
+    assert "origin differs" in strict.failed_cases["blob_001"]
     relaxed = dataclasses.replace(OPTIONS, geometry_tolerance=0.05)
-    info = prep.prepare_raw(
-        prep.read_nnunet_raw(raw), tmp_path / "relaxed", relaxed, val_fraction=0.34
-    )
-    assert not info["failed_cases"] and "blob_001" in info["cases"]
+    info = _prepare(raw, tmp_path / "relaxed", relaxed, strict=True, val_fraction=0.34)
+    assert not info.failed_cases and "blob_001" in info.cases
     with pytest.raises(ValueError, match="option 'geometry_tolerance': got -1"):
         dataclasses.replace(OPTIONS, geometry_tolerance=-1)
 
@@ -223,9 +223,7 @@ def test_workers_give_the_same_result_as_one_process(tmp_path):
     raw = write_nnunet(tmp_path, num_cases=3)
     one = _prepare(raw, tmp_path / "one", val_fraction=0.34)
     two = _prepare(raw, tmp_path / "two", num_workers=2, val_fraction=0.34)
-    assert [e["record"] for e in one["cases"].values()] == [
-        e["record"] for e in two["cases"].values()
-    ]
+    assert [e.record for e in one.cases.values()] == [e.record for e in two.cases.values()]
 
 
 def _mark(case: str, folder: str, seconds: float) -> str:
@@ -397,12 +395,12 @@ def test_records_of_the_size_only_key_are_still_reused(tmp_path, monkeypatch):
     )
     old = _prepare(raw, out)
     monkeypatch.undo()
-    before = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in old["cases"]}
+    before = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in old.cases}
     later = max(before.values()) + 100 * 10**9
     edited = raw / "imagesTr" / "blob_002_0000.nii.gz"
     os.utime(edited, ns=(later, later))  # touched after it was prepared: not trusted
     info = _prepare(raw, out)
-    after = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in info["cases"]}
+    after = {c: (out / "images" / f"{c}.npy").stat().st_mtime_ns for c in info.cases}
     assert after["blob_000"] == before["blob_000"] and after["blob_001"] == before["blob_001"]
     assert after["blob_002"] != before["blob_002"]
-    assert all(info["cases"][c]["hash"] != old["cases"][c]["hash"] for c in info["cases"])
+    assert all(info.cases[c].hash != old.cases[c].hash for c in info.cases)

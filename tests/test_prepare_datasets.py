@@ -3,6 +3,7 @@ each dataset's real folder layout and file naming, offline, end to end."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
@@ -15,20 +16,19 @@ import SimpleITK as sitk  # noqa: N813
 
 from medseg.cvlibs import DATASETS, MODELS, Config
 from medseg.preprocessing import zenodo
+from medseg.preprocessing.description import load_description
 from medseg.preprocessing.download import file_digest
 from medseg.preprocessing.io import Geometry, read_volume, to_sitk, write_volume
-from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
-from tests.conftest import load_tool
+from medseg.preprocessing.pipeline import invert_label
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / "tools"
 SHAPE = (8, 24, 24)  # z, y, x
 
 
 @pytest.fixture(scope="module")
 def tools():
     names = ("lung_coronavirus", "mri_spine_seg", "prostate", "luna16")
-    return {n: load_tool(TOOLS / f"prepare_{n}.py") for n in names}
+    return {n: importlib.import_module(f"medseg.preparation.{n}") for n in names}
 
 
 def _geometry(i: int) -> Geometry:
@@ -60,7 +60,7 @@ def _common(tmp_path: Path) -> list[str]:
 
 
 def _info(tmp_path: Path) -> dict:
-    return json.loads((tmp_path / "prep" / "dataset.json").read_text())
+    return load_description(tmp_path / "prep")
 
 
 def _builds(config: Path, root: Path, num_classes: int) -> None:
@@ -92,12 +92,12 @@ def test_lung_coronavirus_pairs_renamed_masks_and_maps_radiopaedia_back_to_hu(to
     args = ["--raw_dir", str(raw), *_common(tmp_path), "--val_fraction", "0.34"]
     assert tools["lung_coronavirus"].main(args) == 0
     info = _info(tmp_path)
-    assert sorted(info["cases"]) == sorted(scans.values())
-    assert info["labels"] == {"0": "background", "1": "left_lung", "2": "right_lung"}
-    assert info["plan"]["target_spacing"] == [2.5, 2.5, 2.5]
-    assert info["plan"]["normalization"] == [{"type": "ct", "window": [-1250.0, 250.0]}]
-    entry = info["cases"]["radiopaedia_4_85506_1"]
-    hu_file = tmp_path / "prep" / entry["source_images"][0]
+    assert sorted(info.cases) == sorted(scans.values())
+    assert info.labels == {0: "background", 1: "left_lung", 2: "right_lung"}
+    assert info.plan["target_spacing"] == [2.5, 2.5, 2.5]
+    assert info.plan["normalization"] == [{"type": "ct", "window": [-1250.0, 250.0]}]
+    entry = info.cases["radiopaedia_4_85506_1"]
+    hu_file = tmp_path / "prep" / entry.source_images[0]
     assert hu_file.parent.name == "hu_scans"
     hu, geometry = read_volume(hu_file)
     published, published_geometry = read_volume(
@@ -105,7 +105,7 @@ def test_lung_coronavirus_pairs_renamed_masks_and_maps_radiopaedia_back_to_hu(to
     )
     assert geometry.allclose(published_geometry)
     np.testing.assert_array_equal(hu, np.rint(published / 255.0 * 1500 - 1250))
-    coronacase = tmp_path / "prep" / info["cases"]["coronacases_001"]["source_images"][0]
+    coronacase = tmp_path / "prep" / info.cases["coronacases_001"].source_images[0]
     assert coronacase.parent.name == "COVID-19-CT-Seg_20cases"  # already HU: used as is
     _builds(REPO / "configs/lung_coronavirus/vnet_lung_coronavirus_128_128_128_15k.yml",
             tmp_path / "prep", 3)  # fmt: skip
@@ -141,7 +141,7 @@ def test_lung_coronavirus_downloads_checked_archives_into_their_own_folders(
         return Path(shutil.copy(source, dest))
 
     tool = tools["lung_coronavirus"]
-    monkeypatch.setattr(tool.prepare, "download", fake_download)
+    monkeypatch.setattr(tool.driver, "download", fake_download)
     downloads = tmp_path / "downloads"
     args = ["--download_dir", str(downloads), *_common(tmp_path), "--val_fraction", "0.5"]
     assert tool.main([*args, "--masks", "lung_and_infection"]) == 0
@@ -151,8 +151,8 @@ def test_lung_coronavirus_downloads_checked_archives_into_their_own_folders(
     ]
     assert (downloads / "Lung_and_Infection_Mask" / "coronacases_001.nii.gz").is_file()
     info = _info(tmp_path)
-    assert info["labels"]["3"] == "infection"
-    assert sorted(info["cases"]) == ["coronacases_001", "coronacases_002"]
+    assert info.labels[3] == "infection"
+    assert sorted(info.cases) == ["coronacases_001", "coronacases_002"]
 
 
 def test_lung_coronavirus_infection_masks_option(tools, tmp_path):
@@ -165,9 +165,9 @@ def test_lung_coronavirus_infection_masks_option(tools, tmp_path):
     args = ["--raw_dir", str(raw), *_common(tmp_path), "--masks", "infection"]
     assert tools["lung_coronavirus"].main([*args, "--val_fraction", "0.5"]) == 0
     info = _info(tmp_path)
-    assert info["labels"] == {"0": "background", "1": "infection"}
-    assert info["name"] == "lung_coronavirus"
-    assert sorted(info["cases"]) == ["coronacases_001", "coronacases_002"]
+    assert info.labels == {0: "background", 1: "infection"}
+    assert info.name == "lung_coronavirus"
+    assert sorted(info.cases) == ["coronacases_001", "coronacases_002"]
 
 
 @pytest.mark.parametrize("three_classes", [False, True])
@@ -183,17 +183,17 @@ def test_mri_spine_seg_pairs_case_and_mask_names_and_skips_the_test_set(
     args = ["--raw_dir", str(tmp_path), *_common(tmp_path), "--val_fraction", "0.34"]
     assert tools["mri_spine_seg"].main(args + ["--three_classes"] * three_classes) == 0
     info = _info(tmp_path)
-    assert sorted(info["cases"]) == ["Case1", "Case12", "Case2"]
-    assert info["modalities"] == ["T2"]
-    assert [spec["type"] for spec in info["plan"]["normalization"]] == ["zscore_nonzero"]
-    labels = np.load(tmp_path / "prep" / info["cases"]["Case12"]["label"])
+    assert sorted(info.cases) == ["Case1", "Case12", "Case2"]
+    assert list(info.modalities) == ["T2"]
+    assert [spec["type"] for spec in info.plan["normalization"]] == ["zscore_nonzero"]
+    labels = np.load(tmp_path / "prep" / info.cases["Case12"].label)
     if three_classes:
-        assert info["labels"] == {"0": "background", "1": "vertebrae", "2": "discs"}
+        assert info.labels == {0: "background", 1: "vertebrae", 2: "discs"}
         assert set(np.unique(labels)) == {0, 1, 2}  # L5 (2) -> vertebrae; discs 12, 19 -> 2
     else:
-        assert info["num_classes"] == 20
-        assert info["labels"]["1"] == "S" and info["labels"]["10"] == "T9"
-        assert info["labels"]["11"] == "L5-S" and info["labels"]["19"] == "T9-T10"
+        assert info.num_classes == 20
+        assert info.labels[1] == "S" and info.labels[10] == "T9"
+        assert info.labels[11] == "L5-S" and info.labels[19] == "T9-T10"
         assert set(np.unique(labels)) == {0, 2, 12, 19}
         for config in ("vnet", "unet3d"):
             _builds(REPO / f"configs/mri_spine_seg/{config}_mri_spine_seg_512_512_12_15k.yml",
@@ -213,16 +213,16 @@ def test_prostate_pairs_mhd_segmentations_skips_test_data_and_reports_a_lonely_s
     args = ["--raw_dir", str(raw), *_common(tmp_path), "--val_fraction", "0.34"]
     assert tools["prostate"].main(args) == 1
     info = _info(tmp_path)
-    assert sorted(info["cases"]) == ["Case00", "Case01", "Case02"]
-    assert list(info["failed_cases"]) == ["Case03"]
-    assert "Case03_segmentation.mhd" in info["failed_cases"]["Case03"]
-    assert info["labels"] == {"0": "background", "1": "prostate"}
-    assert set(info["splits"]["train"]).isdisjoint(info["splits"]["val"])
-    entry = info["cases"]["Case00"]
-    record = PreprocessRecord.from_dict(entry["record"])
+    assert sorted(info.cases) == ["Case00", "Case01", "Case02"]
+    assert list(info.failed_cases) == ["Case03"]
+    assert "Case03_segmentation.mhd" in info.failed_cases["Case03"]
+    assert info.labels == {0: "background", 1: "prostate"}
+    assert set(info.splits["train"]).isdisjoint(info.splits["val"])
+    entry = info.cases["Case00"]
+    record = entry.record
     raw_label, raw_geometry = read_volume(raw / "TrainingData_Part1" / "Case00_segmentation.mhd")
     assert record.geometry.allclose(raw_geometry)
-    restored = invert_label(np.load(tmp_path / "prep" / entry["label"]), record)
+    restored = invert_label(np.load(tmp_path / "prep" / entry.label), record)
     np.testing.assert_array_equal(restored, raw_label)
     for config in ("vnet_prostate_32_192_192_15k", "unet3d_prostate_32_192_192_15k"):
         _builds(REPO / f"configs/prostate/{config}.yml", tmp_path / "prep", 2)
@@ -243,15 +243,15 @@ def test_luna16_remaps_mask_ids_keeps_chosen_subsets_and_writes_configs_that_bui
     ]  # fmt: skip
     assert tools["luna16"].main(args) == 0
     info = _info(tmp_path)
-    assert sorted(info["cases"]) == sorted(uids[i] for i in (0, 1, 3))  # subset2 left out
-    assert info["labels"] == {
-        "0": "background", "1": "left_lung", "2": "right_lung", "3": "trachea",
+    assert sorted(info.cases) == sorted(uids[i] for i in (0, 1, 3))  # subset2 left out
+    assert info.labels == {
+        0: "background", 1: "left_lung", 2: "right_lung", 3: "trachea",
     }  # fmt: skip
-    assert info["label_rules"]["label_map"] == {"3": 1, "4": 2, "5": 3}
-    entry = info["cases"][uids[0]]
-    record = PreprocessRecord.from_dict(entry["record"])
+    assert info.label_rules.label_map == {3: 1, 4: 2, 5: 3}
+    entry = info.cases[uids[0]]
+    record = entry.record
     raw_label, _ = read_volume(raw / "seg-lungs-LUNA16" / f"{uids[0]}.mhd")
-    restored = invert_label(np.load(tmp_path / "prep" / entry["label"]), record)
+    restored = invert_label(np.load(tmp_path / "prep" / entry.label), record)
     np.testing.assert_array_equal(restored, np.where(raw_label > 0, raw_label - 2, 0))
     _builds(REPO / "configs/luna16/vnet_luna16_96_160_160_15k.yml", tmp_path / "prep", 4)
     _builds(REPO / "configs/luna16/unet3d_luna16_96_160_160_15k.yml", tmp_path / "prep", 4)

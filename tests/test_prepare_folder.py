@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813
 
+from medseg.preparation import folder
+from medseg.preprocessing.description import load_description
 from medseg.preprocessing.io import read_volume, to_sitk, write_volume
-from medseg.preprocessing.pipeline import PreprocessRecord, invert_label
+from medseg.preprocessing.pipeline import invert_label
 from tests._prepare_data import geometry, make_case, write_dicom_series
-from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 TOTALSEG = REPO / "tests" / "data" / "totalseg_small"
@@ -21,7 +21,7 @@ TOTALSEG = REPO / "tests" / "data" / "totalseg_small"
 
 @pytest.fixture(scope="module")
 def folder_tool():
-    return load_tool(REPO / "tools" / "prepare_folder.py")
+    return folder
 
 
 def _write_folder(root: Path, num_cases: int, label_suffix: str = "") -> tuple[Path, Path]:
@@ -42,7 +42,7 @@ def _args(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_prepared_folder_trains_with_the_generated_config(folder_tool, tmp_path):
-    import train
+    from medseg.commands import train
 
     images, labels = _write_folder(tmp_path, 4)
     args = ["--images", str(images), "--labels", str(labels), "--name", "liver", *_args(tmp_path)]
@@ -60,9 +60,9 @@ def test_one_folder_with_a_label_suffix_and_a_missing_partner(folder_tool, tmp_p
     (images / "liver_001_seg.nii.gz").unlink()
     args = ["--images", str(images), "--label_suffix", "_seg", *_args(tmp_path), "--no_config"]
     assert folder_tool.main([*args, "--val_fraction", "0.5"]) == 1
-    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
-    assert sorted(info["cases"]) == ["liver_000", "liver_002"]
-    assert "has no label map" in info["failed_cases"]["liver_001"]
+    info = load_description(tmp_path / "prep")
+    assert sorted(info.cases) == ["liver_000", "liver_002"]
+    assert "has no label map" in info.failed_cases["liver_001"]
     assert not (tmp_path / "cfg").exists()
 
 
@@ -82,20 +82,20 @@ def test_geometry_round_trip_on_real_scans_with_label_remapping(folder_tool, tmp
         "--target_spacing", "1.5", "2", "2.5", "--label_map", *mapping, "--val_fraction", "0.5",
     ]  # fmt: skip
     assert folder_tool.main(args) == 0
-    info = json.loads((tmp_path / "prep" / "dataset.json").read_text())
-    entry = info["cases"]["ct_a"]
-    record = PreprocessRecord.from_dict(entry["record"])
+    info = load_description(tmp_path / "prep")
+    entry = info.cases["ct_a"]
+    record = entry.record
     assert record.geometry == raw_geometry
     expected = np.vectorize(lambda v: keep.get(v, 0))(raw_label)
-    restored = invert_label(np.load(tmp_path / "prep" / entry["label"]), record)
+    restored = invert_label(np.load(tmp_path / "prep" / entry.label), record)
     assert np.array_equal(restored, expected)
-    assert info["label_rules"]["label_map"]["5"] == 3
+    assert info.label_rules.label_map[5] == 3
 
 
 def _prepare_own(folder_tool, root: Path, *extra: str) -> tuple[int, dict]:
     args = ["--images", str(root / "scans"), "--labels", str(root / "masks"), *_args(root)]
     code = folder_tool.main([*args, "--no_config", "--val_fraction", "0.34", *extra])
-    return code, json.loads((root / "prep" / "dataset.json").read_text())
+    return code, load_description(root / "prep")
 
 
 def test_single_modality_names_ending_in_four_digits_are_cases(folder_tool, tmp_path):
@@ -105,7 +105,7 @@ def test_single_modality_names_ending_in_four_digits_are_cases(folder_tool, tmp_
         write_volume(image[0], geometry(i), tmp_path / "scans" / f"scan_{i:04d}.nii.gz")
         write_volume(label, geometry(i), tmp_path / "masks" / f"scan_{i:04d}.nii.gz")
     code, info = _prepare_own(folder_tool, tmp_path)
-    assert code == 0 and sorted(info["cases"]) == ["scan_0000", "scan_0001", "scan_0002"]
+    assert code == 0 and sorted(info.cases) == ["scan_0000", "scan_0001", "scan_0002"]
 
 
 def test_modalities_as_channel_files_or_one_4d_file(folder_tool, tmp_path):
@@ -123,9 +123,9 @@ def test_modalities_as_channel_files_or_one_4d_file(folder_tool, tmp_path):
     code, info = _prepare_own(
         folder_tool, tmp_path, "--modality", "CT", "T2", "--ct_window", "0", "300"
     )
-    assert code == 0 and info["modalities"] == ["CT", "T2"]
+    assert code == 0 and list(info.modalities) == ["CT", "T2"]
     for case in cases:
-        prepared = np.load(tmp_path / "prep" / info["cases"][case]["image"])
+        prepared = np.load(tmp_path / "prep" / info.cases[case].image)
         assert prepared.shape[0] == 2
         assert not np.allclose(prepared[0], prepared[1])  # two different channels kept apart
 
@@ -140,9 +140,9 @@ def test_dicom_series_mha_and_nrrd_scans(folder_tool, tmp_path):
             write_volume(image[0], geometry(i), tmp_path / "scans" / f"{case}{ext}")
         write_volume(label, geometry(i), tmp_path / "masks" / f"{case}.nii.gz")
     code, info = _prepare_own(folder_tool, tmp_path)
-    assert code == 0 and sorted(info["cases"]) == sorted(formats)
+    assert code == 0 and sorted(info.cases) == sorted(formats)
     for i, case in enumerate(formats):
-        record = PreprocessRecord.from_dict(info["cases"][case]["record"])
+        record = info.cases[case].record
         assert record.geometry.allclose(geometry(i), tol=1e-4)
 
 

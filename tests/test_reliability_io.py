@@ -73,8 +73,7 @@ def test_a_killed_parent_takes_its_preparation_workers_along(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent(f"""
-        import os, sys, time
-        sys.path.insert(0, {str(REPO)!r})
+        import os, time  # medseg comes from PYTHONPATH (conftest.py)
         from medseg.utils.parallel import run_cases
 
         def work(case, folder):

@@ -138,7 +138,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tiny_config, tmp_path):
 
 def run_in_process(config, save_dir, *extra):
     """train.main in this process; returns (exit code, train.log text)."""
-    import train
+    from medseg.commands import train
 
     code = train.main(["--config", str(config), "--save_dir", str(save_dir), *extra])
     return code, (save_dir / "train.log").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import val
+from medseg.commands import val
 from medseg.inference.settings import MIRROR_AXES, inference_settings
 
 

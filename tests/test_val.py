@@ -3,13 +3,15 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import val
+from medseg.commands import val
+from medseg.preprocessing.description import load_description
 from medseg.preprocessing.io import read_volume, write_volume
 from tests.conftest import REPO, load_tool, write_config
 
@@ -93,11 +95,9 @@ def unrecorded_config(phantom_dir, tmp_path_factory) -> Path:
     """A copy of the preprocessed phantom whose dataset.json records no source label."""
     folder = tmp_path_factory.mktemp("unrecorded")
     shutil.copytree(phantom_dir / "preprocessed", folder / "preprocessed")
-    info_path = folder / "preprocessed" / "dataset.json"
-    info = json.loads(info_path.read_text())
-    for case in info["cases"].values():
-        del case["source_label"]
-    info_path.write_text(json.dumps(info))
+    description = load_description(folder / "preprocessed")
+    cases = {c: replace(e, source_label=None) for c, e in description.cases.items()}
+    replace(description, cases=cases).write()
     return write_config(folder, folder)
 
 
@@ -118,11 +118,10 @@ def test_auto_falls_back_to_preprocessed_space_and_says_so(
         "case", "class_id", "class_name", "dice", "iou", "nsd"
     ]  # fmt: skip
     assert set(summary["per_class"]["kidney"]) == {"class_id", "dice", "iou", "nsd"}
-    info = json.loads((phantom_dir / "preprocessed" / "dataset.json").read_text())
-    record = info["cases"]["phantom_001"]["record"]
+    record = load_description(phantom_dir / "preprocessed").record("phantom_001")
     labels, geometry = read_volume(tmp_path / "predictions" / "phantom_001.nii.gz")
-    assert labels.shape == tuple(record["shape_after_resample"])
-    np.testing.assert_allclose(geometry.spacing, record["spacing_after_resample"], rtol=1e-6)
+    assert labels.shape == record.shape_after_resample
+    np.testing.assert_allclose(geometry.spacing, record.spacing_after_resample, rtol=1e-6)
 
 
 def test_original_space_without_sources_is_a_clear_error(unrecorded_config, trained_run, tmp_path):

@@ -1,109 +1,12 @@
-"""Prepare a Medical Segmentation Decathlon task (all ten, incl. 4D multi-modal ones).
+"""`medseg-prepare msd` from a checkout; the code is medseg/preparation/msd.py.
 
-Where to get the data: http://medicaldecathlon.com/ (CC BY-SA 4.0). Without --raw_dir the task's
-tar is downloaded from the AWS mirror that MONAI uses
-(https://msd-for-monai.s3-us-west-2.amazonaws.com/<TaskNN_Name>.tar), resumably and checked
-against its published MD5, and extracted safely into --download_dir (default data/downloads).
-
-Expected layout (--raw_dir is the task folder or the folder holding it):
-  TaskNN_Name/dataset.json   {"modality": {"0": "CT"}, "labels": {"0": "background", ...},
-                              "training": [{"image": "./imagesTr/x.nii.gz", "label": ...}]}
-  TaskNN_Name/imagesTr/*.nii.gz   3D, or 4D with one volume per modality (BrainTumour, Prostate)
-  TaskNN_Name/labelsTr/*.nii.gz
-The macOS `._*` files inside the tars are skipped.
-
-Tasks: 01 BrainTumour, 02 Heart, 03 Liver, 04 Hippocampus, 05 Prostate, 06 Lung, 07 Pancreas,
-08 HepaticVessel, 09 Spleen, 10 Colon. Name one by number (9), name (Spleen) or folder name
-(Task09_Spleen). Configs go to configs/msd/<TaskNN_Name>/ unless --config_dir is given.
-
-Example:
-  python tools/prepare_msd.py 9
-  python train.py --config configs/msd/Task09_Spleen/vnet_task09_spleen_<patch>_15000.yml
+`--help` gives the flags, where the data comes from and the layout expected. Needs medseg
+installed (`pip install -e .`, as run-vnet.sh and .ci/run do).
 """
 
-from __future__ import annotations
-
-import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import prepare
-
-from medseg.preprocessing.archive import is_junk
-from medseg.preprocessing.cases import CaseFiles, RawDataset, check_labels
-
-MIRROR = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
-# Task folder -> MD5 of its tar on the mirror (as published with MONAI's DecathlonDataset).
-TASKS = {
-    "Task01_BrainTumour": "240a19d752f0d9e9101544901065d872",
-    "Task02_Heart": "06ee59366e1e5124267b774dbd654057",
-    "Task03_Liver": "a90ec6c4aa7f6a3d087205e23d4e6397",
-    "Task04_Hippocampus": "9d24dba78a72977dbd1d2e110310f31b",
-    "Task05_Prostate": "35138f08b1efaef89d7424d2bcc928db",
-    "Task06_Lung": "8afd997733c7fc0432f71255ba4e52dc",
-    "Task07_Pancreas": "4f7080cfca169fa8066d17ce6eb061e4",
-    "Task08_HepaticVessel": "641d79e80ec66453921d997fbf12a29c",
-    "Task09_Spleen": "410d4a301da4e5b2f6f86ec3ddba524e",
-    "Task10_Colon": "bad7a188931dc2f6acf72b08eb6202d0",
-}
-
-
-def task_folder(task: str) -> str:
-    """The task folder (e.g. Task09_Spleen) from a number (9, 09), a name or the folder name."""
-    key = task.strip().lower().removeprefix("task")
-    for folder in TASKS:
-        number, _, name = folder.removeprefix("Task").partition("_")
-        if key in (number, str(int(number)), name.lower(), f"{number}_{name.lower()}"):
-            return folder
-    raise ValueError(f"unknown MSD task {task!r}; choose one of {', '.join(TASKS)}")
-
-
-def find_cases(raw_dir: Path, folder: str) -> RawDataset:
-    """The training cases listed in the task's dataset.json (4D images keep one file)."""
-    root = raw_dir if (raw_dir / "dataset.json").is_file() else raw_dir / folder
-    meta_path = root / "dataset.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: is --raw_dir the {folder} folder?")
-    meta = json.loads(meta_path.read_text())
-    for key in ("modality", "labels", "training"):
-        if key not in meta:
-            raise ValueError(f"{meta_path}: missing key '{key}' (MSD dataset.json expected)")
-    modalities = [meta["modality"][str(i)] for i in range(len(meta["modality"]))]
-    labels = check_labels({int(k): v for k, v in meta["labels"].items()}, str(meta_path))
-    cases, problems = {}, {}
-    for item in meta["training"]:
-        image, label = root / item["image"], root / item["label"]
-        if is_junk(image.name):
-            continue
-        case = image.name.removesuffix(".nii.gz")
-        missing = [str(p) for p in (image, label) if not p.is_file()]
-        if missing:
-            problems[case] = f"listed in {meta_path} but missing: {missing}"
-        else:
-            cases[case] = CaseFiles((image,), label)
-    return RawDataset(folder, modalities, labels, cases, problems)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
-    parser.add_argument("task", help="task number, name or folder, e.g. 9, Spleen, Task09_Spleen")
-    args = parser.parse_args(argv)
-    try:
-        folder = task_folder(args.task)
-    except ValueError as err:
-        parser.error(str(err))
-    source = prepare.Source(f"{MIRROR}/{folder}.tar", md5=TASKS[folder])
-    return prepare.run(
-        args,
-        folder,
-        lambda raw_dir: find_cases(raw_dir, folder),
-        sources=[source],
-        config_dir=prepare.REPO / "configs" / "msd" / folder,
-    )
-
+from medseg.preparation.msd import main
 
 if __name__ == "__main__":
     sys.exit(main())

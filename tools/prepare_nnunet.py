@@ -1,41 +1,12 @@
-"""Prepare an nnU-Net v2 raw dataset folder (DatasetXXX_Name) for medseg.
+"""`medseg-prepare nnunet` from a checkout; the code is medseg/preparation/nnunet.py.
 
-Where to get the data: any dataset already converted for nnU-Net v2 (its raw folder, e.g.
-$nnUNet_raw/Dataset003_Liver), or your own data arranged that way.
-
-Expected layout (https://github.com/MIC-DKFZ/nnUNet/blob/master/documentation/dataset_format.md):
-  DatasetXXX_Name/dataset.json     {"channel_names": {"0": "CT"}, "labels": {"background": 0,
-                                    "liver": 1}, "numTraining": N, "file_ending": ".nii.gz"}
-  DatasetXXX_Name/imagesTr/<case>_0000.nii.gz, <case>_0001.nii.gz ... (one file per channel)
-  DatasetXXX_Name/labelsTr/<case>.nii.gz
-An "ignore" label (nnU-Net's partial annotations; it must have the highest id) is set to 255,
-which the losses skip, instead of becoming a class. Region-based labels are not supported.
-
-Example:
-  python tools/prepare_nnunet.py --raw_dir $nnUNet_raw/Dataset003_Liver --folds 5
+`--help` gives the flags, where the data comes from and the layout expected. Needs medseg
+installed (`pip install -e .`, as run-vnet.sh and .ci/run do).
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import prepare
-
-from medseg.preprocessing.prepare import read_nnunet_raw
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = prepare.make_parser(__doc__)
-    args = parser.parse_args(argv)
-    if not args.raw_dir:
-        parser.error("--raw_dir DatasetXXX_Name is required (nnU-Net raw data is not downloaded)")
-    name = Path(args.raw_dir).resolve().name
-    return prepare.run(args, name, lambda raw_dir: read_nnunet_raw(raw_dir, strict=False))
-
+from medseg.preparation.nnunet import main
 
 if __name__ == "__main__":
     sys.exit(main())

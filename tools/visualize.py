@@ -28,9 +28,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: never open a window
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medseg.utils.label_names import read_label_names
+from medseg.preprocessing.description import read_class_names
 from medseg.visualization import load_overlay_case, overlay_figure, save_figure
 
 logger = logging.getLogger("medseg.visualize")
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        names = read_label_names(args.labels_json) if args.labels_json else {}
+        names = read_class_names(args.labels_json) if args.labels_json else {}
         case = load_overlay_case(args.image, args.label, args.pred)
         fig = overlay_figure(
             case, names, slices=args.slices, window=args.window, title=Path(args.image).name

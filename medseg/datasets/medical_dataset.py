@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from medseg.cvlibs.registry import DATASETS
+from medseg.preprocessing.description import DatasetDescription, load_description
 from medseg.preprocessing.file_list import format_line, read_list
 from medseg.transforms import Compose
 from medseg.utils.vocabulary import IGNORE_INDEX, choose
@@ -59,42 +59,31 @@ class MedicalDataset(Dataset):
         self.mode = mode
         self.transforms = Compose(list(transforms or []))
         self.ignore_index = ignore_index
-        self.info = self._read_dataset_json(dataset_json_path)
+        self.description = self._read_description(dataset_json_path)
         self.num_classes = self._resolve_num_classes(num_classes)
-        self.class_names = self._class_names()
+        self.class_names = self.description.class_names(self.num_classes)
         self.cases = self._read_list(self.dataset_root / (file_list or LIST_FILES[mode]))
         self._labels_checked: set[int] = set()  # per process: each label file is scanned once
 
-    def _read_dataset_json(self, path: str | None) -> dict[str, Any]:
-        json_path = Path(path) if path else self.dataset_root / "dataset.json"
-        if not json_path.is_file():
-            if path:
-                raise FileNotFoundError(f"dataset_json_path '{path}' does not exist")
-            return {}
-        try:
-            return json.loads(json_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{json_path} is not valid JSON: {err}") from None
+    def _read_description(self, path: str | None) -> DatasetDescription:
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"dataset_json_path '{path}' does not exist")
+        return load_description(path or self.dataset_root, missing_ok=True, root=self.dataset_root)
 
     def _resolve_num_classes(self, num_classes: int | None) -> int:
-        recorded = self.info.get("num_classes")
+        recorded = self.description.num_classes
         if num_classes is None:
             if recorded is None:
                 raise ValueError(
-                    f"num_classes is not set and {self.dataset_root}/dataset.json "
-                    "does not record it"
+                    f"num_classes is not set and {self.description.path} does not record it"
                 )
-            return int(recorded)
-        if recorded is not None and int(recorded) != num_classes:
+            return recorded
+        if recorded is not None and recorded != num_classes:
             raise ValueError(
-                f"num_classes is {num_classes} but {self.dataset_root}/dataset.json has "
-                f"{recorded} classes ({self.info.get('labels')})"
+                f"num_classes is {num_classes} but {self.description.path} has "
+                f"{recorded} classes ({self.description.labels})"
             )
         return num_classes
-
-    def _class_names(self) -> list[str]:
-        labels = {int(k): v for k, v in (self.info.get("labels") or {}).items()}
-        return [labels.get(i, f"class_{i}") for i in range(self.num_classes)]
 
     def _read_list(self, list_path: Path) -> list[dict[str, Any]]:
         if not list_path.is_file():
@@ -121,14 +110,13 @@ class MedicalDataset(Dataset):
 
     def case_spacing(self, case_id: str) -> tuple[float, float, float]:
         """Voxel size (z, y, x) in mm of a preprocessed case, from `dataset.json`'s record."""
-        record = (self.info.get("cases") or {}).get(case_id, {}).get("record")
+        record = self.description.record(case_id)
         if record is None:
             raise ValueError(
-                f"case '{case_id}' has no preprocessing record in "
-                f"{self.dataset_root}/dataset.json; "
+                f"case '{case_id}' has no preprocessing record in {self.description.path}; "
                 "distances in mm need it (re-prepare the dataset with medseg's tools)"
             )
-        return tuple(float(s) for s in record["spacing_after_resample"])
+        return record.spacing_after_resample
 
     def __len__(self) -> int:
         return len(self.cases)

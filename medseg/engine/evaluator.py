@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,16 +38,6 @@ logger = logging.getLogger(__name__)
 PredictionSink = Callable[[str, np.ndarray, Geometry], None]
 
 
-def _case_info(dataset: Any, case_id: str) -> dict[str, Any]:
-    return (dataset.info.get("cases") or {}).get(case_id) or {}
-
-
-def _source_label_path(dataset: Any, case_id: str) -> Path | None:
-    """The raw reference label of a case (relative paths are relative to dataset.json's folder)."""
-    source = _case_info(dataset, case_id).get("source_label")
-    return None if source is None else Path(dataset.dataset_root) / source
-
-
 def resolve_space(dataset: Any, space: str = "auto") -> str:
     """The space `dataset` is scored in: "original" or "preprocessed" ("auto" logs a fallback).
 
@@ -59,15 +48,16 @@ def resolve_space(dataset: Any, space: str = "auto") -> str:
     if space == "preprocessed":
         return space
     lacking = []
+    description = dataset.description
     for case in dataset.cases:
-        source = _source_label_path(dataset, case["id"])
-        if _case_info(dataset, case["id"]).get("record") is None or source is None:
+        source = description.source_label_path(case["id"])
+        if description.record(case["id"]) is None or source is None:
             lacking.append(f"{case['id']} (no record or source_label)")
         elif not source.is_file():
             lacking.append(f"{case['id']} ({source} not found)")
     if not lacking:
         return "original"
-    where = Path(dataset.dataset_root) / "dataset.json"
+    where = description.path
     shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
     if space == "original":
         raise ValueError(
@@ -88,13 +78,12 @@ def resolve_space(dataset: Any, space: str = "auto") -> str:
 
 def _case_record(dataset: Any, case_id: str, image: np.ndarray) -> PreprocessRecord:
     """The case's preprocessing record, checked against the grid the network predicts on."""
-    data = _case_info(dataset, case_id).get("record")
-    if data is None:
+    record = dataset.description.record(case_id)
+    if record is None:
         raise ValueError(
-            f"case '{case_id}' has no preprocessing record in "
-            f"{Path(dataset.dataset_root) / 'dataset.json'}; distances in mm need it"
+            f"case '{case_id}' has no preprocessing record in {dataset.description.path}; "
+            "distances in mm need it"
         )
-    record = PreprocessRecord.from_dict(data)
     if tuple(image.shape[1:]) != record.shape_after_resample:
         raise ValueError(
             f"case '{case_id}': the network sees a {tuple(image.shape[1:])} volume but the "
@@ -110,7 +99,7 @@ def _reference(
     """The reference label map of a case on the grid its prediction lies on."""
     if space == "preprocessed":
         return label
-    reference_path = _source_label_path(dataset, case_id)
+    reference_path = dataset.description.source_label_path(case_id)
     reference, reference_geometry = read_label_map(reference_path)
     if reference.shape != geometry.shape:
         raise ValueError(

@@ -91,18 +91,16 @@ class ModelInfo:
 
     @classmethod
     def from_config(cls, cfg: Any, model: Any) -> ModelInfo:
-        """Collect the facts from a training config and its model (reads the dataset.json)."""
+        """Collect the facts from a training config and its model (reads dataset.json)."""
         from medseg.cvlibs import DATASETS
 
-        info = DATASETS.build(cfg.train_dataset).info
-        names = {int(k): str(v) for k, v in (info.get("labels") or {}).items()}
-        recipe = info.get("recipe")
+        description = DATASETS.build(cfg.train_dataset).description
         return cls(
             input_channels=model.in_channels,
             num_classes=model.num_classes,
-            modalities=tuple(str(m) for m in info.get("modalities") or ()),
-            classes={i: names.get(i, f"class_{i}") for i in range(model.num_classes)},
-            recipe=Recipe.from_dict(recipe) if recipe else None,
+            modalities=tuple(description.modalities),
+            classes=dict(enumerate(description.class_names(model.num_classes))),
+            recipe=description.recipe,
             inference=cfg.inference,
             largest_component=cfg.postprocess.largest_component,
         )

@@ -8,7 +8,8 @@ with `--options`:
 - `normalization`: "auto" (CT window for CT channels, z-score for the others), "ct", "zscore",
   "none", or a list with one of these per channel.
 - `ct_window`: `[lo, hi]` HU or "auto" (foreground 0.5 / 99.5 percentiles of the dataset).
-- `crop`: "nonzero" (crop each case to its nonzero bounding box) or null.
+- `crop`: "nonzero" (crop each case to its nonzero bounding box), `{"threshold": t, "margin": m}`
+  (the box of `image > t`, widened by m voxels) or null.
 - `orientation`: "LPS" or null; `image_order`: 1 (linear, default) or 3 (cubic);
   `label_interpolation`: "nearest" or "onehot".
 - `max_patch_voxels`: memory budget of the planned patch (voxels); `patch_divisor`: 16.
@@ -83,7 +84,7 @@ class PrepareOptions:
     patch_size: Any = AUTO
     normalization: Any = AUTO
     ct_window: Any = AUTO
-    crop: str | None = "nonzero"
+    crop: str | dict | None = "nonzero"
     orientation: str | None = "LPS"
     image_order: int = 1
     label_interpolation: str = "nearest"
@@ -121,8 +122,16 @@ class PrepareOptions:
             raise ValueError(
                 f"option 'ct_window': got {window!r}; accepted: [lo, hi] with lo < hi, or 'auto'"
             )
-        if self.crop not in ("nonzero", None):
-            raise ValueError(f"option 'crop': got {self.crop!r}; accepted: 'nonzero' or null")
+        if self.crop not in ("nonzero", None) and not isinstance(self.crop, dict):
+            raise ValueError(
+                f"option 'crop': got {self.crop!r}; accepted: 'nonzero', "
+                "{'threshold': t, 'margin': m} or null"
+            )
+        if isinstance(self.crop, dict):
+            try:
+                Recipe(crop=self.crop)
+            except ValueError as err:
+                raise ValueError(f"option 'crop': {err}") from None
         _check_type(self.use_gpu, "use_gpu", bool, "true or false")
         _check_type(
             self.geometry_tolerance, "geometry_tolerance", (int, float), "mm > 0", _positive

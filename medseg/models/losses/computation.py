@@ -127,8 +127,6 @@ def loss_computation(
     total = outputs[0].new_zeros((), dtype=torch.float32)
     logged: dict[str, Tensor] = {}
     for index, (output, loss, weight) in enumerate(zip(outputs, types, coef, strict=True)):
-        if float(weight) == 0.0:  # e.g. the lowest deep-supervision level: nothing to compute
-            continue
         target = _labels_at(labels, output.shape[2:], index)
         for name, value in named_terms(loss, output, target).items():
             weighted = float(weight) * value

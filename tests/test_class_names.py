@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from medseg.utils.label_names import read_label_names
+from medseg.preprocessing.description import read_class_names
 
 
 def write(path, data):
@@ -18,15 +18,15 @@ def test_both_directions_and_a_bare_mapping(tmp_path):
     nnunet = write(tmp_path / "b.json", {"name": "x", "labels": {"background": 0, "liver": 1}})
     bare = write(tmp_path / "c.json", {"2": "spleen", "1": "liver"})
     expected = {0: "background", 1: "liver"}
-    assert read_label_names(medseg) == read_label_names(nnunet) == expected
-    assert list(read_label_names(bare).items()) == [(1, "liver"), (2, "spleen")]
+    assert read_class_names(medseg) == read_class_names(nnunet) == expected
+    assert list(read_class_names(bare).items()) == [(1, "liver"), (2, "spleen")]
 
 
 def test_region_labels_are_skipped_with_a_warning(tmp_path, caplog):
     regions = {"background": 0, "whole_tumour": [1, 2, 3], "enhancing": 3}
     path = write(tmp_path / "r.json", {"labels": regions})
-    with caplog.at_level(logging.WARNING, logger="medseg.utils.label_names"):
-        assert read_label_names(path) == {0: "background", 3: "enhancing"}
+    with caplog.at_level(logging.WARNING, logger="medseg.preprocessing.description"):
+        assert read_class_names(path) == {0: "background", 3: "enhancing"}
     assert "region labels ['whole_tumour'] name no single id" in caplog.text
 
 
@@ -43,4 +43,4 @@ def test_bad_files_are_named_with_what_was_expected(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        read_label_names(path)
+        read_class_names(path)

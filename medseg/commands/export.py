@@ -1,0 +1,306 @@
+"""Export a trained model to ONNX with the deploy.yaml the onnxruntime runner needs.
+
+Writes `<save_dir>/model.onnx` (opset >= 17, dynamic batch and spatial axes), `deploy.yaml`
+(preprocessing recipe, modalities, classes, sliding-window settings, post-processing, output
+kind), `config.yaml` (the resolved config, for provenance only) and `export.log`.
+
+The graph returns per-window logits (or, with --with_softmax, probabilities), never an argmax:
+the runner blends overlapping windows before it takes the argmax. MedicalSeg's export ended in
+an argmax unless --without_argmax was given; that flag is accepted here and changes nothing.
+
+Before `model.onnx` appears, onnxruntime (CPU) runs the exported graph on a random batch of two
+windows and its output is compared with torch's; a difference above TOLERANCE × max(1, largest
+|torch output|) fails the export and leaves no model.onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg import __version__
+from medseg.cvlibs import MODELS, Config, ConfigError
+from medseg.engine.cli import add_device_argument
+from medseg.inference.deploy_config import DeployConfig
+from medseg.utils.atomic import atomic_path
+from medseg.utils.logging import setup_logging
+
+logger = logging.getLogger("medseg.export")
+
+MODEL_FILE = "model.onnx"
+DEPLOY_FILE = "deploy.yaml"
+MIN_OPSET = 17
+# Largest accepted |onnxruntime − torch| relative to the output scale (max(1, max |torch|)):
+# float32 kernels differ by ~1e-6 relative; an error in the graph shows as O(1) differences.
+TOLERANCE = 1e-3
+# With --fp16 the graph is compared with the float32 torch model: half precision carries ~3
+# decimal digits, so differences of a few 1e-3 of the output scale are rounding, not a bug.
+FP16_TOLERANCE = 2e-2
+CHECK_BATCH = 2  # checks the dynamic batch axis too
+CHECK_SEED = 0
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the torch model."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; the names follow MedicalSeg's export.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML config file of the trained model")
+    parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
+    parser.add_argument("--save_dir", default="output/export", help="where the files are written")
+    parser.add_argument(
+        "--without_argmax",
+        action="store_true",
+        help="accepted for MedicalSeg compatibility; medseg never exports an argmax",
+    )
+    parser.add_argument(
+        "--with_softmax",
+        action="store_true",
+        help="the graph returns class probabilities instead of logits",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="float16 weights and activations (inputs and outputs stay float32); normalisation "
+        "layers are kept in float32, where fp16 InstanceNorm breaks in onnxruntime and TensorRT",
+    )
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    add_device_argument(parser, default="cpu")
+    parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
+    return parser.parse_args(argv)
+
+
+NORM_TYPES = ("BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm")
+
+
+def _half_except_norms(model: Any) -> Any:
+    """A float16 copy of `model` whose normalisation layers run in float32 (cast in and out)."""
+    import copy
+
+    import torch
+
+    class Float32Norm(torch.nn.Module):
+        def __init__(self, norm: torch.nn.Module) -> None:
+            super().__init__()
+            self.norm = norm.float()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x.float()).to(x.dtype)
+
+    half = copy.deepcopy(model).half()
+    for name, module in list(half.named_modules()):
+        if type(module).__name__.startswith(NORM_TYPES):
+            parent_name, _, child = name.rpartition(".")
+            parent = half.get_submodule(parent_name) if parent_name else half
+            setattr(parent, child, Float32Norm(module))
+    return half
+
+
+def _graph(model: Any, with_softmax: bool, fp16: bool = False) -> Any:
+    """The module to trace: the model's full-resolution output, optionally through a softmax.
+
+    With `fp16`, the model runs in float16 (norms in float32) between float32 input and output.
+    """
+    import torch
+
+    net = _half_except_norms(model) if fp16 else model
+
+    class ExportGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.model(x.half() if fp16 else x)
+            if isinstance(out, (list, tuple)):
+                out = out[0]
+            out = out.float()
+            return torch.softmax(out, dim=1) if with_softmax else out
+
+    return ExportGraph().eval()
+
+
+def _check(onnx_path: Path, graph: Any, sample: np.ndarray, tolerance: float = TOLERANCE) -> float:
+    """Largest |onnxruntime − torch| on `sample`; raises ExportError above the tolerance."""
+    import onnxruntime as ort
+    import torch
+
+    device = next(graph.parameters()).device
+    with torch.inference_mode():
+        expected = graph(torch.from_numpy(sample).to(device)).float().cpu().numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: sample})[0]
+    if got.shape != expected.shape:
+        raise ExportError(
+            f"onnxruntime output shape {got.shape} differs from torch's {expected.shape}"
+        )
+    difference = float(np.max(np.abs(got - expected)))
+    limit = tolerance * max(1.0, float(np.max(np.abs(expected))))
+    logger.info(
+        "onnxruntime vs torch on a random %s batch: max |difference| %.3g (allowed %.3g)",
+        sample.shape,
+        difference,
+        limit,
+    )
+    if not difference <= limit:
+        raise ExportError(
+            f"onnxruntime output differs from torch by up to {difference:.3g} "
+            f"(allowed {limit:.3g}); the graph does not reproduce the model, so no "
+            f"{MODEL_FILE} was written"
+        )
+    return difference
+
+
+def export_onnx(
+    graph: Any,
+    path: Path,
+    sample: np.ndarray,
+    opset: int,
+    output: str,
+    reference: Any = None,
+    tolerance: float = TOLERANCE,
+) -> float:
+    """Trace `graph` into `path` atomically once it passes `_check`; returns the difference.
+
+    The check compares with `reference` (default: `graph` itself) within `tolerance`.
+    """
+    import torch
+
+    device = next(graph.parameters()).device
+    axes = {0: "batch", 2: "z", 3: "y", 4: "x"}
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # The TorchScript exporter is chosen on purpose (it needs no onnxscript); its
+            # deprecation notices say nothing the user can act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                graph,
+                (torch.from_numpy(sample[:1]).to(device),),
+                str(tmp),
+                input_names=["image"],
+                output_names=[output],
+                dynamic_axes={"image": axes, output: axes},
+                opset_version=opset,
+                dynamo=False,
+            )
+        return _check(tmp, graph if reference is None else reference, sample, tolerance)
+
+
+def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
+    """The window must be a size the network takes: offset + m · multiple per axis, m >= 1."""
+    rules = zip(patch, model.size_offset, model.size_multiple, strict=True)
+    if any(n < off + mult or (n - off) % mult for n, off, mult in rules):
+        raise ConfigError(
+            f"{type(model).__name__} takes sizes offset + m * multiple per axis (z, y, x), with "
+            f"offset {tuple(model.size_offset)} and multiple {tuple(model.size_multiple)}, m >= 1; "
+            f"got {tuple(patch)}",
+            path,
+            "inference.patch_size",
+        )
+
+
+def build_deploy_config(
+    cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
+) -> DeployConfig:
+    """Collect what inference needs from the model folder and the config.
+
+    Recipe, modalities and labels come from the model folder's model_info.json (older
+    checkpoints: the training dataset's dataset.json); window and post-processing from the config,
+    so --opts can change them.
+    """
+    from medseg.inference.model_info import model_info_for
+    from medseg.inference.settings import MIRROR_AXES
+
+    info = model_info_for(args.model_path, cfg, model)
+    if info.recipe is None:
+        raise ConfigError(
+            "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
+            "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
+            cfg.path,
+            "train_dataset.dataset_root",
+        )
+    if len(info.modalities) != model.in_channels or info.num_classes != model.num_classes:
+        raise ConfigError(
+            f"the model takes {model.in_channels} channel(s) and predicts {model.num_classes} "
+            f"classes, but its model folder / dataset.json lists modalities "
+            f"{list(info.modalities)} and {info.num_classes} classes",
+            cfg.path,
+            "model.in_channels",
+        )
+    settings = cfg.inference_settings(MIRROR_AXES)  # the runner mirrors by default
+    _check_patch(settings.patch_size, model, cfg.where("inference"))
+    return DeployConfig(
+        model_path=save_dir / MODEL_FILE,
+        output="probabilities" if args.with_softmax else "logits",
+        input_channels=model.in_channels,
+        num_classes=model.num_classes,
+        opset=args.opset,
+        precision="fp16" if getattr(args, "fp16", False) else "fp32",
+        modalities=info.modalities,
+        classes=dict(info.classes),
+        recipe=info.recipe,
+        inference=settings,
+        largest_component=cfg.postprocess.largest_component,
+        medseg_version=__version__,
+        source={"config": str(cfg.path), "model_path": str(args.model_path)},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export; returns the exit code (0 done, 2 bad input, 1 failed check)."""
+    args = parse_args(argv)
+    save_dir = Path(args.save_dir)
+    setup_logging(save_dir / "export.log")
+    from medseg.engine.checkpoint import load_model_weights
+    from medseg.engine.runtime import select_device
+
+    try:
+        if args.opset < MIN_OPSET:
+            raise ValueError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+        cfg = Config(args.config, opts=args.opts)
+        model = MODELS.build(cfg.model)
+        load_model_weights(model, args.model_path)
+        deploy = build_deploy_config(cfg, model, args, save_dir)
+        model = model.to(select_device(args.device)).eval()
+        graph = _graph(model, args.with_softmax, args.fp16)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        logger.error("%s", err)
+        return 2
+    rng = np.random.default_rng(CHECK_SEED)
+    sample = rng.standard_normal(
+        (CHECK_BATCH, model.in_channels, *deploy.inference.patch_size), dtype=np.float32
+    )
+    try:
+        difference = export_onnx(
+            graph,
+            deploy.model_path,
+            sample,
+            args.opset,
+            deploy.output,
+            reference=_graph(model, args.with_softmax) if args.fp16 else None,
+            tolerance=FP16_TOLERANCE if args.fp16 else TOLERANCE,
+        )
+    except (ExportError, ValueError) as err:
+        logger.error("export failed: %s", err)
+        return 1
+    deploy.write(save_dir / DEPLOY_FILE)
+    cfg.dump(save_dir / "config.yaml")
+    logger.info(
+        "exported %s (%s, %s, opset %d, max |onnx - torch float32| = %.3g) and %s to %s",
+        MODEL_FILE,
+        deploy.output,
+        deploy.precision,
+        args.opset,
+        difference,
+        DEPLOY_FILE,
+        save_dir,
+    )
+    return 0
