@@ -23,7 +23,7 @@ from medseg.inference.sliding_window import (
     softmax,
 )
 from medseg.inference.timing import StageTimer
-from medseg.preprocessing.backmap import SlabBackMapper, label_dtype
+from medseg.preprocessing.backmap import SlabBackMapper
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import (
     PreprocessRecord,
@@ -32,9 +32,10 @@ from medseg.preprocessing.pipeline import (
     preprocessed_geometry,
 )
 from medseg.preprocessing.recipe import Recipe
+from medseg.utils.vocabulary import EVAL_SPACES, label_dtype
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-SPACES = ("original", "preprocessed")
+SPACES = EVAL_SPACES[1:]  # a resolved space: "original" or "preprocessed"
 OUTPUT_KINDS = ("logits", "probabilities")
 
 
@@ -153,7 +154,7 @@ class CasePipeline:
             )
         kept: list[np.ndarray] = []
         if space == "preprocessed":
-            label = np.empty(image.shape[1:], dtype=label_dtype(self.num_classes))
+            label = np.empty(image.shape[1:], dtype=label_dtype(self.num_classes - 1))
             for start, slab in self._slabs(image, timer):
                 label[start : start + slab.shape[1]] = slab.argmax(axis=0)
                 if probabilities:
