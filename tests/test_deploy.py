@@ -325,6 +325,38 @@ def test_keep_largest_component_per_class():
     assert label[5, 5, 5] == 1  # input untouched
 
 
+@pytest.mark.slow
+def test_dicom_seg_round_trip_references_the_series(infer, deploy_yaml, raw_images, tmp_path):
+    pytest.importorskip("highdicom")
+    import highdicom
+    import pydicom
+
+    from medseg.inference.dicom_seg import read_dicom_seg, series_files
+
+    image, geometry = read_volume(raw_images[0])
+    series = tmp_path / "dicom" / "ct"
+    write_dicom_series(image, geometry, series)
+    nifti, seg = tmp_path / "nifti", tmp_path / "seg"
+    assert run(infer, deploy_yaml, series, nifti, "--no_tta") == 0
+    assert run(infer, deploy_yaml, series, seg, "--no_tta", "--output_format", "dicom-seg") == 0
+    expected = read_volume(nifti / "ct.nii.gz")[0]
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(read_dicom_seg(seg / "ct.dcm", series), expected)
+
+    dataset = highdicom.seg.segread(str(seg / "ct.dcm"))
+    assert [s.SegmentLabel for s in dataset.SegmentSequence] == ["liver", "spleen", "kidney"]
+    assert all("RecommendedDisplayCIELabValue" in s for s in dataset.SegmentSequence)
+    source = pydicom.dcmread(series_files(series)[0], stop_before_pixels=True)
+    assert dataset.StudyInstanceUID == source.StudyInstanceUID
+    referenced = dataset.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+
+    # A volume file cannot become a SEG: that case is reported, the batch goes on.
+    assert (
+        run(infer, deploy_yaml, raw_images[0], tmp_path / "x", "--output_format", "dicom-seg") == 1
+    )
+
+
 def test_a_short_write_fails_the_case_and_leaves_no_output(
     infer, deploy_yaml, raw_images, tmp_path, monkeypatch, caplog
 ):
@@ -355,5 +387,7 @@ def test_hidden_leftovers_are_no_cases_and_stale_temporaries_go(
     shutil.copy(raw_images[0], inputs / f".{raw_images[0].name}.x1y2.tmp.nii.gz")
     (out / ".old_case.nii.gz.k3j4.tmp.nii.gz").write_bytes(b"half")
     assert run(infer, deploy_yaml, inputs, out) == 0
-    expected = sorted([f"{case_id(raw_images[0])}.nii.gz", "infer.log"])
+    expected = sorted(
+        [f"{case_id(raw_images[0])}.nii.gz", "infer.log", "infer_report.csv", "infer_report.json"]
+    )
     assert sorted(p.name for p in out.iterdir()) == expected

@@ -25,12 +25,14 @@ COMMANDS = {  # command -> the script in the checkout that wraps it
 
 def test_pyproject_lists_every_command_and_each_target_is_a_callable_its_script_wraps():
     tomllib = pytest.importorskip("tomllib")
-    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "scripts"
+    ]
     assert set(listed) == set(COMMANDS)
     for command, target in listed.items():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), command
-        script = (REPO / COMMANDS[command]).read_text()
+        script = (REPO / COMMANDS[command]).read_text(encoding="utf-8")
         assert re.search(rf"^from {re.escape(module)} import {name}$", script, re.M), command
 
 
@@ -40,12 +42,12 @@ def test_no_hand_written_sys_path_insert_is_left():
         str(path.relative_to(REPO))
         for folder in ("medseg", "tools", "deploy", "benchmarks", "tests")
         for path in (REPO / folder).rglob("*.py")
-        if path != mine and "sys.path.insert" in path.read_text()
+        if path != mine and "sys.path.insert" in path.read_text(encoding="utf-8")
     ]
     offenders += [
         name
         for name in ("train.py", "val.py", "export.py")
-        if "sys.path.insert" in (REPO / name).read_text()
+        if "sys.path.insert" in (REPO / name).read_text(encoding="utf-8")
     ]
     assert offenders == []
 
@@ -60,7 +62,9 @@ def test_every_prepare_script_wraps_a_dataset_the_command_knows():
     assert {s.stem.removeprefix("prepare_") for s in scripts} == set(prepare.DATASETS)
     for script in scripts:
         module = prepare.DATASETS[script.stem.removeprefix("prepare_")]
-        assert re.search(rf"^from {re.escape(module)} import main$", script.read_text(), re.M)
+        assert re.search(
+            rf"^from {re.escape(module)} import main$", script.read_text(encoding="utf-8"), re.M
+        )
 
 
 def test_prepare_command_lists_the_datasets_and_rejects_an_unknown_one(capsys):

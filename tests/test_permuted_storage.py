@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medseg.cvlibs import Config
-from medseg.inference.case import logits_to_original_labels, predict_logits
+from medseg.inference.case import CasePipeline
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.models.unet3d import UNet3D
@@ -62,11 +62,11 @@ def test_permuted_storage_gives_the_same_prediction_in_physical_space(case_and_c
     torch.manual_seed(0)
     predictor = TorchPredictor(UNet3D(1, 4, base_channels=4, num_levels=3, norm="instance"))
     settings = InferenceSettings(patch_size=(16, 16, 16), overlap=0.25)
+    pipeline = CasePipeline(predictor, settings, num_classes=4)
     masks = []
     for img, geo in ((image, geometry), (image2, geometry2)):
         pre, _, record = preprocess_case(img[None].astype(np.float32), geo, recipe)
-        logits = predict_logits(pre, predictor, settings, num_classes=4)
-        masks.append(logits_to_original_labels(logits, record))
+        masks.append(pipeline.preprocessed(pre, record).label)
     assert masks[0].shape == image.shape and masks[1].shape == image2.shape
     assert len(np.unique(masks[0])) > 1  # the untrained net still draws several classes
     np.testing.assert_array_equal(undo_reorient(masks[1], *STORAGE), masks[0])

@@ -27,7 +27,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def val_run(trained_run, tiny_config, tmp_path_factory) -> Path:
-    """val.py on best_model/ with the training config: original space, predictions saved."""
+    """val.py on best_model/ as training evaluates: original space, no TTA, predictions saved."""
     save_dir = tmp_path_factory.mktemp("val")
     args = ["--config", str(tiny_config), "--model_path", str(trained_run / "best_model")]
     assert val.main([*args, "--save_dir", str(save_dir), "--save_predictions", "--no_tta"]) == 0

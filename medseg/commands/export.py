@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from medseg import __version__
-from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.cvlibs import MODELS, Config, ConfigError
 from medseg.engine.cli import add_device_argument
 from medseg.inference.deploy_config import DeployConfig
-from medseg.preprocessing.description import DatasetDescription
 from medseg.utils.atomic import atomic_path
 from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
@@ -40,6 +39,9 @@ MIN_OPSET = 17
 # Largest accepted |onnxruntime − torch| relative to the output scale (max(1, max |torch|)):
 # float32 kernels differ by ~1e-6 relative; an error in the graph shows as O(1) differences.
 TOLERANCE = 1e-3
+# With --fp16 the graph is compared with the float32 torch model: half precision carries ~3
+# decimal digits, so differences of a few 1e-3 of the output scale are rounding, not a bug.
+FP16_TOLERANCE = 2e-2
 CHECK_BATCH = 2  # checks the dynamic batch axis too
 CHECK_SEED = 0
 
@@ -70,31 +72,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the graph returns class probabilities instead of logits",
     )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="float16 weights and activations (inputs and outputs stay float32); normalisation "
+        "layers are kept in float32, where fp16 InstanceNorm breaks in onnxruntime and TensorRT",
+    )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
     add_device_argument(parser, default="cpu")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
 
 
-def _graph(model: Any, with_softmax: bool) -> Any:
-    """The module to trace: the model's full-resolution output, optionally through a softmax."""
+NORM_TYPES = ("BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm")
+
+
+def _half_except_norms(model: Any) -> Any:
+    """A float16 copy of `model` whose normalisation layers run in float32 (cast in and out)."""
+    import copy
+
     import torch
+
+    class Float32Norm(torch.nn.Module):
+        def __init__(self, norm: torch.nn.Module) -> None:
+            super().__init__()
+            self.norm = norm.float()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x.float()).to(x.dtype)
+
+    half = copy.deepcopy(model).half()
+    for name, module in list(half.named_modules()):
+        if type(module).__name__.startswith(NORM_TYPES):
+            parent_name, _, child = name.rpartition(".")
+            parent = half.get_submodule(parent_name) if parent_name else half
+            setattr(parent, child, Float32Norm(module))
+    return half
+
+
+def _graph(model: Any, with_softmax: bool, fp16: bool = False) -> Any:
+    """The module to trace: the model's full-resolution output, optionally through a softmax.
+
+    With `fp16`, the model runs in float16 (norms in float32) between float32 input and output.
+    """
+    import torch
+
+    net = _half_except_norms(model) if fp16 else model
 
     class ExportGraph(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.model(x)
+            out = self.model(x.half() if fp16 else x)
             if isinstance(out, (list, tuple)):
                 out = out[0]
+            out = out.float()
             return torch.softmax(out, dim=1) if with_softmax else out
 
     return ExportGraph().eval()
 
 
-def _check(onnx_path: Path, graph: Any, sample: np.ndarray) -> float:
+def _check(onnx_path: Path, graph: Any, sample: np.ndarray, tolerance: float = TOLERANCE) -> float:
     """Largest |onnxruntime − torch| on `sample`; raises ExportError above the tolerance."""
     import onnxruntime as ort
     import torch
@@ -109,7 +149,7 @@ def _check(onnx_path: Path, graph: Any, sample: np.ndarray) -> float:
             f"onnxruntime output shape {got.shape} differs from torch's {expected.shape}"
         )
     difference = float(np.max(np.abs(got - expected)))
-    limit = TOLERANCE * max(1.0, float(np.max(np.abs(expected))))
+    limit = tolerance * max(1.0, float(np.max(np.abs(expected))))
     logger.info(
         "onnxruntime vs torch on a random %s batch: max |difference| %.3g (allowed %.3g)",
         sample.shape,
@@ -125,8 +165,19 @@ def _check(onnx_path: Path, graph: Any, sample: np.ndarray) -> float:
     return difference
 
 
-def export_onnx(graph: Any, path: Path, sample: np.ndarray, opset: int, output: str) -> float:
-    """Trace `graph` into `path` atomically once it passes `_check`; returns the difference."""
+def export_onnx(
+    graph: Any,
+    path: Path,
+    sample: np.ndarray,
+    opset: int,
+    output: str,
+    reference: Any = None,
+    tolerance: float = TOLERANCE,
+) -> float:
+    """Trace `graph` into `path` atomically once it passes `_check`; returns the difference.
+
+    The check compares with `reference` (default: `graph` itself) within `tolerance`.
+    """
     import torch
 
     device = next(graph.parameters()).device
@@ -147,20 +198,7 @@ def export_onnx(graph: Any, path: Path, sample: np.ndarray, opset: int, output: 
                 opset_version=opset,
                 dynamo=False,
             )
-        return _check(tmp, graph, sample)
-
-
-def _dataset_description(cfg: Config) -> DatasetDescription:
-    """The training dataset's description, which holds the preprocessing recipe."""
-    description = DATASETS.build(cfg.train_dataset).description
-    if description.recipe is None:
-        raise ConfigError(
-            f"{description.path} records no preprocessing recipe; prepare the dataset with "
-            "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
-            cfg.path,
-            "train_dataset.dataset_root",
-        )
-    return description
+        return _check(tmp, graph if reference is None else reference, sample, tolerance)
 
 
 def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
@@ -179,15 +217,28 @@ def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
 def build_deploy_config(
     cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
 ) -> DeployConfig:
-    """Collect what inference needs from the config, the model and the dataset description."""
+    """Collect what inference needs from the model folder and the config.
+
+    Recipe, modalities and labels come from the model folder's model_info.json (older
+    checkpoints: the training dataset's dataset.json); window and post-processing from the config,
+    so --opts can change them.
+    """
+    from medseg.inference.model_info import model_info_for
     from medseg.inference.settings import MIRROR_AXES
 
-    description = _dataset_description(cfg)
-    modalities = description.modalities
-    if len(modalities) != model.in_channels:
+    info = model_info_for(args.model_path, cfg, model)
+    if info.recipe is None:
         raise ConfigError(
-            f"the model takes {model.in_channels} channel(s) but {description.path} lists "
-            f"modalities {list(modalities)}",
+            "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
+            "medseg's tools (e.g. tools/prepare_phantom.py) so inference can repeat it",
+            cfg.path,
+            "train_dataset.dataset_root",
+        )
+    if len(info.modalities) != model.in_channels or info.num_classes != model.num_classes:
+        raise ConfigError(
+            f"the model takes {model.in_channels} channel(s) and predicts {model.num_classes} "
+            f"classes, but its model folder / dataset.json lists modalities "
+            f"{list(info.modalities)} and {info.num_classes} classes",
             cfg.path,
             "model.in_channels",
         )
@@ -199,9 +250,10 @@ def build_deploy_config(
         input_channels=model.in_channels,
         num_classes=model.num_classes,
         opset=args.opset,
-        modalities=modalities,
-        classes=dict(enumerate(description.class_names(model.num_classes))),
-        recipe=description.recipe,
+        precision="fp16" if getattr(args, "fp16", False) else "fp32",
+        modalities=info.modalities,
+        classes=dict(info.classes),
+        recipe=info.recipe,
         inference=settings,
         largest_component=cfg.postprocess.largest_component,
         medseg_version=__version__,
@@ -224,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         model = MODELS.build(cfg.model)
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)
-        graph = _graph(model.to(select_device(args.device)), args.with_softmax)
+        model = model.to(select_device(args.device)).eval()
+        graph = _graph(model, args.with_softmax, args.fp16)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
@@ -233,16 +286,25 @@ def main(argv: list[str] | None = None) -> int:
         (CHECK_BATCH, model.in_channels, *deploy.inference.patch_size), dtype=np.float32
     )
     try:
-        difference = export_onnx(graph, deploy.model_path, sample, args.opset, deploy.output)
+        difference = export_onnx(
+            graph,
+            deploy.model_path,
+            sample,
+            args.opset,
+            deploy.output,
+            reference=_graph(model, args.with_softmax) if args.fp16 else None,
+            tolerance=FP16_TOLERANCE if args.fp16 else TOLERANCE,
+        )
     except (ExportError, ValueError) as err:
         logger.error("export failed: %s", err)
         return 1
     deploy.write(save_dir / DEPLOY_FILE)
     cfg.dump(save_dir / "config.yaml")
     logger.info(
-        "exported %s (%s, opset %d, max |onnx - torch| = %.3g) and %s to %s",
+        "exported %s (%s, %s, opset %d, max |onnx - torch float32| = %.3g) and %s to %s",
         MODEL_FILE,
         deploy.output,
+        deploy.precision,
         args.opset,
         difference,
         DEPLOY_FILE,

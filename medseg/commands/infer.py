@@ -1,9 +1,15 @@
 """Segment scans with an exported model on onnxruntime; imports no torch.
 
-Per case: read the scan (NIfTI, MHA, NRRD or a DICOM series folder) → the training preprocessing
-(recipe from deploy.yaml, same code as training) → sliding window on onnxruntime → class
-probabilities mapped back onto the scan's grid → argmax → optional largest-component filter →
-`<save_dir>/<case>.nii.gz` with the scan's size, spacing, origin and direction.
+A thin command line over `medseg.inference.Segmenter`. Per case: read the scan (NIfTI, MHA, NRRD
+or a DICOM series folder) → the case pipeline val.py also uses (training preprocessing from
+deploy.yaml, streaming sliding window on onnxruntime with mirror TTA, back-mapping onto the scan's
+grid, largest-component filter) → `<save_dir>/<case>.nii.gz` with the scan's size, spacing,
+origin and direction.
+
+Batches of thousands of scans: outputs are written under a temporary name and renamed, so with
+`--skip_existing` a rerun skips every finished case and redoes any the kill interrupted;
+`--shard i/n` splits the sorted cases between jobs (e.g. a SLURM array, deploy/README.md); per
+case times, status and errors go to `<save_dir>/infer_report.json` and `.csv` (one pair per shard).
 
 A case that cannot be read or has the wrong number of channels is reported and skipped; the
 exit code is then 1 (0 when every case was written, 2 for bad arguments or deploy.yaml).
@@ -16,30 +22,25 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import csv
+import io
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-# Run from a checkout: the repository's medseg package (an installed medseg works as well).
 from medseg.cvlibs.errors import ConfigError
-from medseg.inference.case import predict_logits
 from medseg.inference.deploy_config import DeployConfig, load_deploy_config
+from medseg.inference.dicom_seg import SEG_EXTENSION, import_highdicom, write_dicom_seg
 from medseg.inference.inputs import InputCase, find_cases, save_dir_problem
 from medseg.inference.onnx_predictor import OnnxPredictor
-from medseg.inference.postprocess import keep_largest_component
-from medseg.inference.settings import InferenceSettings
-from medseg.inference.sliding_window import softmax
+from medseg.inference.segmenter import Segmenter, deploy_yaml_path
+from medseg.inference.settings import add_tta_arguments
 from medseg.inference.timing import StageTimer
-from medseg.preprocessing.io import Geometry, read_case, write_volume
-from medseg.preprocessing.pipeline import (
-    invert_probabilities,
-    preprocess_case,
-    probabilities_to_original_labels,
-)
-from medseg.utils.atomic import atomic_path, remove_stale_temporaries
+from medseg.preprocessing.io import Geometry, write_volume
+from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 from medseg.utils.machine import machine_lines
@@ -48,6 +49,7 @@ from medseg.utils.vocabulary import DEVICE_CHOICES
 logger = logging.getLogger("medseg.infer")
 
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
+REPORT_FIELDS = ("case", "status", "seconds", *STAGES, "voxels", "error")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -103,15 +105,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also write <case>_probabilities.npz on the scan's grid",
     )
     parser.add_argument(
-        "--no_tta",
-        action="store_true",
-        help="no mirroring at test time (deploy.yaml's inference.tta_axes; export.py writes "
-        "every axis unless the training config set them)",
-    )
-    parser.add_argument(
         "--lcc",
         action="store_true",
         help="keep the largest connected component of every foreground class",
+    )
+    add_tta_arguments(parser)
+    parser.add_argument(
+        "--output_format",
+        choices=tuple(OUTPUT_FORMATS),
+        default="nifti",
+        help="nifti (<case>.nii.gz, the default) or dicom-seg (<case>.dcm, a DICOM Segmentation "
+        "referencing the input series; DICOM inputs only; needs highdicom)",
+    )
+    parser.add_argument(
+        "--skip_existing",
+        action="store_true",
+        help="skip cases whose label map is already in --save_dir (a rerun resumes a batch)",
     )
     parser.add_argument(
         "--shard",
@@ -143,62 +152,78 @@ def _save_probabilities(
         )
 
 
+OUTPUT_FORMATS = {"nifti": ".nii.gz", "dicom-seg": SEG_EXTENSION}
+
+
+def output_path(save_dir: Path, case: InputCase, output_format: str = "nifti") -> Path:
+    """The label map of `case`; it exists only once the case is finished (atomic writes)."""
+    return save_dir / f"{case.case_id}{OUTPUT_FORMATS[output_format]}"
+
+
 class CaseRunner:
-    """Segments one case after another with one model and one set of options.
+    """Segments one case after another and writes its outputs.
 
     Args:
-        deploy: The validated deploy.yaml.
-        predictor: The onnxruntime session.
-        settings: Sliding-window settings (deploy.yaml's, --batch_size applied).
-        lcc_ids: Classes reduced to their largest connected component.
+        segmenter: The model and its settings.
         save_dir: Output folder.
         save_probabilities: Also write `<case>_probabilities.npz`.
     """
 
     def __init__(
         self,
-        deploy: DeployConfig,
-        predictor: OnnxPredictor,
-        settings: InferenceSettings,
-        lcc_ids: tuple[int, ...],
+        segmenter: Segmenter,
         save_dir: Path,
         save_probabilities: bool,
+        output_format: str = "nifti",
     ):
-        self.deploy = deploy
-        self.predictor = predictor
-        self.settings = settings
-        self.lcc_ids = lcc_ids
+        self.segmenter = segmenter
         self.save_dir = save_dir
         self.save_probabilities = save_probabilities
+        self.output_format = output_format
 
     def __call__(self, case: InputCase, timer: StageTimer) -> int:
         """Predict `case` and write its outputs; returns the scan's voxel count."""
-        deploy = self.deploy
-        with timer.stage("read"):
-            image, geometry = read_case(case.paths)
-        if image.shape[0] != deploy.input_channels:
+        paths = ", ".join(map(str, case.paths))
+        if self.output_format == "dicom-seg" and not (
+            len(case.paths) == 1 and case.paths[0].is_dir()
+        ):
             raise ValueError(
-                f"case '{case.case_id}': the model takes {deploy.input_channels} channel(s) "
-                f"({', '.join(deploy.modalities)}), {', '.join(map(str, case.paths))} gave "
-                f"{image.shape[0]}"
+                f"case '{case.case_id}' ({paths}): --output_format dicom-seg needs a DICOM series "
+                "folder as input (a SEG references its source slices)"
             )
-        with timer.stage("preprocess"):
-            image, _, record = preprocess_case(image, geometry, deploy.recipe, case=case.case_id)
-        with timer.stage("inference"):
-            output = predict_logits(image, self.predictor, self.settings, deploy.num_classes)
-        with timer.stage("postprocess"):
-            probabilities = softmax(output, axis=0) if deploy.output == "logits" else output
-            label = probabilities_to_original_labels(probabilities, record)
-            if self.lcc_ids:
-                label = keep_largest_component(label, self.lcc_ids)
-            if self.save_probabilities:
-                probabilities = invert_probabilities(probabilities, record)
+        try:
+            result = self.segmenter.predict(
+                list(case.paths), None, self.save_probabilities, case.case_id, timer
+            )
+        except ValueError as err:
+            raise ValueError(f"case '{case.case_id}' ({paths}): {err}") from None
+        geometry = result.geometry
         with timer.stage("write"):
-            write_volume(label, geometry, self.save_dir / f"{case.case_id}.nii.gz")
-            if self.save_probabilities:
+            if self.save_probabilities:  # first: the label map's presence marks a finished case
                 path = self.save_dir / f"{case.case_id}_probabilities.npz"
-                _save_probabilities(probabilities, deploy, geometry, path)
+                _save_probabilities(result.probabilities, self.segmenter.deploy, geometry, path)
+            path = output_path(self.save_dir, case, self.output_format)
+            if self.output_format == "dicom-seg":
+                write_dicom_seg(result.label, case.paths[0], self.segmenter.deploy.classes, path)
+            else:
+                write_volume(result.label, geometry, path)
         return int(np.prod(geometry.shape))
+
+
+def report_stem(shard: tuple[int, int]) -> str:
+    """`infer_report` (or `infer_report_<i>of<n>` for a shard: jobs share --save_dir)."""
+    index, count = shard
+    return "infer_report" if count == 1 else f"infer_report_{index}of{count}"
+
+
+def write_report(save_dir: Path, stem: str, rows: list[dict], header: dict) -> None:
+    """Per-case status, times and errors as JSON (with the run's settings) and CSV, atomically."""
+    write_text_atomic(save_dir / f"{stem}.json", json.dumps({**header, "cases": rows}, indent=2))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=REPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(save_dir / f"{stem}.csv", text.getvalue())
 
 
 def _print_benchmark(
@@ -231,68 +256,101 @@ def main(argv: list[str] | None = None) -> int:
     """Run the batch; returns the exit code."""
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
+    index, count = args.shard
+    log_name = "infer.log" if count == 1 else f"infer_{index}of{count}.log"
     try:
-        deploy = load_deploy_config(args.config)
+        deploy = load_deploy_config(deploy_yaml_path(args.config))
         cases = find_cases(args.image_path, deploy.input_channels)
+        problem = save_dir_problem(save_dir, args.image_path, cases)
+        if problem is not None:
+            raise ValueError(problem)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         setup_logging()
         logger.error("%s", err)
         return 2
-    problem = save_dir_problem(save_dir, args.image_path, cases)
-    if problem is not None:
-        setup_logging()
-        logger.error("%s", problem)
-        return 2
-    setup_logging(save_dir / "infer.log")
-    remove_stale_temporaries(save_dir)
-    index, count = args.shard
+    setup_logging(save_dir / log_name)
+    if count == 1:  # shards sharing a save_dir may have files in flight
+        remove_stale_temporaries(save_dir)
     cases = cases[index::count]
     if not cases:
         logger.error("no cases to process in %s (shard %d/%d)", args.image_path, index, count)
         return 2
-    settings = deploy.inference
-    if args.batch_size is not None:
-        settings = dataclasses.replace(settings, batch_size=args.batch_size)
-    if args.no_tta:
-        settings = dataclasses.replace(settings, tta_axes=())
+    lcc_ids = tuple(range(1, deploy.num_classes)) if args.lcc else None
     try:
-        predictor = OnnxPredictor(deploy.model_path, args.device, args.threads)
+        segmenter = Segmenter(deploy, args.device, args.threads, args.batch_size, args.tta, lcc_ids)
     except (ImportError, ValueError) as err:
         logger.error("%s", err)
         return 2
-    lcc_ids = tuple(range(1, deploy.num_classes)) if args.lcc else deploy.largest_component
-    runner = CaseRunner(deploy, predictor, settings, lcc_ids, save_dir, args.save_probabilities)
+    if args.output_format == "dicom-seg":
+        try:
+            import_highdicom()
+        except ImportError as err:
+            logger.error("%s", err)
+            return 2
+    runner = CaseRunner(segmenter, save_dir, args.save_probabilities, args.output_format)
     logger.info(
-        "%d case(s) from %s (shard %d/%d) -> %s, with %s",
+        "%d case(s) from %s (shard %d/%d) -> %s, with %s (%s)",
         len(cases),
         args.image_path,
         index,
         count,
         save_dir,
-        args.config,
+        deploy_yaml_path(args.config),
+        segmenter.settings,
     )
-
+    header = {
+        "config": str(deploy_yaml_path(args.config)),
+        "image_path": str(args.image_path),
+        "shard": f"{index}/{count}",
+        "inference": segmenter.settings.to_dict(),
+    }
+    stem = report_stem(args.shard)
+    rows: list[dict] = []
     failed: list[str] = []
     times: dict[str, StageTimer] = {}
     voxels: dict[str, int] = {}
     for case in tqdm(cases, desc="cases", unit="case"):
+        row = {"case": case.case_id, "status": "written"}
         if case.error is not None:
             logger.error("skipped: %s", case.error)
             failed.append(case.case_id)
-            continue
-        timer = StageTimer()
-        try:
-            voxels[case.case_id] = runner(case, timer)
-        except Exception as err:  # one bad case must not stop the batch
-            expected = isinstance(err, (ValueError, OSError))
-            logger.error("skipped case '%s': %s", case.case_id, err, exc_info=not expected)
-            failed.append(case.case_id)
-            continue
-        times[case.case_id] = timer
-        logger.info("%s: written in %.2f s", case.case_id, timer.total)
+            rows.append({**row, "status": "failed", "error": case.error})
+        elif args.skip_existing and output_path(save_dir, case, args.output_format).is_file():
+            logger.info("%s: already in %s, skipped", case.case_id, save_dir)
+            rows.append({**row, "status": "skipped"})
+        else:
+            timer = StageTimer()
+            try:
+                voxels[case.case_id] = runner(case, timer)
+            except Exception as err:  # one bad case must not stop the batch
+                expected = isinstance(err, (ValueError, OSError))
+                logger.error("skipped case '%s': %s", case.case_id, err, exc_info=not expected)
+                failed.append(case.case_id)
+                rows.append({**row, "status": "failed", "error": str(err)})
+            else:
+                times[case.case_id] = timer
+                logger.info("%s: written in %.2f s", case.case_id, timer.total)
+                stages = {s: round(timer.seconds.get(s, 0.0), 4) for s in STAGES}
+                rows.append(
+                    {
+                        **row,
+                        "seconds": round(timer.total, 4),
+                        **stages,
+                        "voxels": voxels[case.case_id],
+                    }
+                )
+        write_report(save_dir, stem, rows, header)
     if args.benchmark:
-        _print_benchmark(times, voxels, predictor)
-    logger.info("%d of %d case(s) written to %s", len(times), len(cases), save_dir)
+        _print_benchmark(times, voxels, segmenter.predictor)
+    skipped = sum(row["status"] == "skipped" for row in rows)
+    logger.info(
+        "%d of %d case(s) written to %s (%d already there); report %s.json",
+        len(times),
+        len(cases),
+        save_dir,
+        skipped,
+        save_dir / stem,
+    )
     if failed:
         logger.error("%d case(s) failed: %s", len(failed), ", ".join(failed))
         return 1

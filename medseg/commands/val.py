@@ -1,16 +1,17 @@
 """Evaluate a trained model on the validation set: sliding window over whole volumes.
 
 By default (`--space auto`) the predictions are mapped back onto each scan's own grid and scored
-against the raw reference label maps in the raw spacing, as evaluation during training does.
-Predictions are mirrored along every axis and averaged (nnU-Net's test-time augmentation) unless
-the config sets `inference.tta_axes` or `--no_tta` is given; with `--no_tta` the mean Dice printed
-here for best_model/ equals the best one in train.log.
+against the raw reference label maps in the raw spacing. Predictions go through the deploy
+runner's case pipeline, post-processing included, so a score is the score of the file the runner
+writes. They are mirrored along every axis and averaged (nnU-Net's test-time augmentation) unless
+the config sets `inference.tta_axes` or `--no_tta` is given, as in the runner; with `--no_tta`
+val.py predicts exactly as evaluation during training does, so its mean Dice for best_model/
+equals the best in train.log.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
 from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
+from medseg.inference.settings import add_tta_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.help_format import HelpFormatter
@@ -44,12 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="write label maps to <save_dir>/predictions/<case>.nii.gz in the scored grid",
     )
-    parser.add_argument(
-        "--no_tta",
-        action="store_true",
-        help="no mirroring at test time (default: mirror along every axis unless the config "
-        "sets inference.tta_axes; evaluation during training does not mirror)",
-    )
+    add_tta_arguments(parser)
     add_device_argument(parser)
     add_amp_arguments(parser)
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
@@ -66,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.engine.checkpoint import load_model_weights, model_config
     from medseg.engine.evaluator import evaluate, resolve_space
     from medseg.engine.runtime import amp_dtype, select_device
-    from medseg.inference.settings import MIRROR_AXES
+    from medseg.inference.settings import MIRROR_AXES, with_tta
     from medseg.metrics.report import format_table, write_results
     from medseg.preprocessing.io import Geometry, write_volume
 
@@ -74,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Config(model_config(args.config, args.model_path), opts=args.opts)
         dataset = DATASETS.build(cfg.node("val_dataset"))
-        settings = cfg.inference_settings(MIRROR_AXES)
-        if args.no_tta:
-            settings = dataclasses.replace(settings, tta_axes=())
+        settings = with_tta(cfg.inference_settings(MIRROR_AXES), args.tta)
+        largest_component = cfg.postprocess.largest_component
         space = resolve_space(dataset, args.eval_space)
         device = select_device(args.device)
         model = MODELS.build(cfg.model)
@@ -116,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         space=space,
         nsd_tolerance=args.nsd_tolerance,
         on_prediction=save_prediction if args.save_predictions else None,
+        largest_component=largest_component,
     )
     extra = {
         "model_path": str(args.model_path),

@@ -137,9 +137,15 @@ def earlier_checkpoints(save_dir: Path, up_to: int) -> list[Path]:
     return [folder for _, folder in sorted(found)]
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Write `model.pth` (weights only, loadable by val.py/export.py) and `train_state.pth`."""
-    write_folder_atomic(folder, {MODEL_FILE: model.state_dict(), STATE_FILE: state})
+def save_checkpoint(
+    folder: Path, model: torch.nn.Module, state: dict[str, Any], texts: dict[str, str] | None = None
+) -> None:
+    """Write `model.pth` (weights only, for val.py/export.py), `train_state.pth` and `texts`.
+
+    `texts` are e.g. the model folder's `model_info.json` and `config.yaml`.
+    """
+    files = {MODEL_FILE: model.state_dict(), STATE_FILE: state, **(texts or {})}
+    write_folder_atomic(folder, files)
     logger.info("saved checkpoint %s", folder)
 
 

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medseg.inference.case import logits_to_original_labels, predict_logits
+from medseg.inference.case import CasePipeline
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.metrics.folder import read_label_map
 from medseg.metrics.results import CaseError, CaseResult, EvaluationResult, score_case
 from medseg.preprocessing.io import Geometry
-from medseg.preprocessing.pipeline import PreprocessRecord, preprocessed_geometry
-from medseg.utils.vocabulary import EVAL_SPACES, choose, label_dtype
+from medseg.preprocessing.pipeline import PreprocessRecord
+from medseg.utils.vocabulary import EVAL_SPACES, choose
 
 logger = logging.getLogger(__name__)
 
@@ -76,52 +76,43 @@ def resolve_space(dataset: Any, space: str = "auto") -> str:
     return "preprocessed"
 
 
-def _case_record(dataset: Any, case_id: str, logits: np.ndarray) -> PreprocessRecord:
-    """The case's preprocessing record, checked against the grid the network predicted on."""
+def _case_record(dataset: Any, case_id: str, image: np.ndarray) -> PreprocessRecord:
+    """The case's preprocessing record, checked against the grid the network predicts on."""
     record = dataset.description.record(case_id)
     if record is None:
         raise ValueError(
             f"case '{case_id}' has no preprocessing record in {dataset.description.path}; "
             "distances in mm need it"
         )
-    if tuple(logits.shape[1:]) != record.shape_after_resample:
+    if tuple(image.shape[1:]) != record.shape_after_resample:
         raise ValueError(
-            f"case '{case_id}': the network saw a {tuple(logits.shape[1:])} volume but the "
+            f"case '{case_id}': the network sees a {tuple(image.shape[1:])} volume but the "
             f"preprocessed case is {record.shape_after_resample}; val_dataset.transforms must "
             "not change the spatial shape"
         )
     return record
 
 
-def _original_space_case(
-    dataset: Any, case_id: str, logits: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """(prediction, raw reference, scan geometry) of one case on the scan's own grid."""
-    record = _case_record(dataset, case_id, logits)
-    prediction = logits_to_original_labels(logits, record)
+def _reference(
+    dataset: Any, case_id: str, space: str, label: np.ndarray, geometry: Geometry
+) -> np.ndarray:
+    """The reference label map of a case on the grid its prediction lies on."""
+    if space == "preprocessed":
+        return label
     reference_path = dataset.description.source_label_path(case_id)
     reference, reference_geometry = read_label_map(reference_path)
-    if prediction.shape != reference.shape:
+    if reference.shape != geometry.shape:
         raise ValueError(
             f"case '{case_id}': the prediction mapped back to the scan has shape "
-            f"{prediction.shape} but the reference {reference_path} has {reference.shape} "
+            f"{geometry.shape} but the reference {reference_path} has {reference.shape} "
             "(z, y, x); was the dataset prepared from these raw files?"
         )
-    problem = record.geometry.mismatch(reference_geometry)
+    problem = geometry.mismatch(reference_geometry)
     if problem is not None:
         raise ValueError(
             f"case '{case_id}': reference {reference_path} is not on the scan's grid: {problem}"
         )
-    return prediction, reference, record.geometry
-
-
-def _preprocessed_case(
-    dataset: Any, case_id: str, logits: np.ndarray, label: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """(prediction, reference, geometry) of one case on the preprocessed grid."""
-    geometry = preprocessed_geometry(_case_record(dataset, case_id, logits))
-    prediction = logits.argmax(axis=0).astype(label_dtype(len(logits) - 1))
-    return prediction, label, geometry
+    return reference
 
 
 def score_cases(
@@ -136,29 +127,33 @@ def score_cases(
     progress: bool = True,
     nsd_tolerance: float | None = None,
     on_prediction: PredictionSink | None = None,
+    largest_component: Sequence[int] = (),
 ) -> tuple[list[CaseResult], list[CaseError]]:
     """Predict and score the cases at `indices` in a resolved `space` ("original"/"preprocessed").
 
     The building block of `evaluate`; a distributed run gives each rank its own `indices` and
     merges the results with `summarize_cases`, which sorts by case index so the summary is
-    computed exactly as a single process would. Scoring is `medseg.metrics.score_case`, the
-    function tools/evaluate.py scores files with.
+    computed exactly as a single process would. Predictions go through the deploy runner's
+    `CasePipeline`, post-processing (`largest_component`) included; scoring is
+    `medseg.metrics.score_case`, the function tools/evaluate.py scores files with.
     """
     model.eval()
-    predictor = TorchPredictor(model, device, amp_dtype)
+    pipeline = CasePipeline(
+        TorchPredictor(model, device, amp_dtype),
+        settings,
+        dataset.num_classes,
+        largest_component=largest_component,
+    )
     class_ids = list(range(1, dataset.num_classes))
     scored: list[CaseResult] = []
     errors: list[CaseError] = []
     for index in tqdm(indices, desc=f"evaluate ({space} space)", disable=not progress):
         image, label, case_id = dataset[index]
-        logits = predict_logits(image, predictor, settings, dataset.num_classes)
         try:
-            if space == "original":
-                prediction, reference, geometry = _original_space_case(dataset, case_id, logits)
-            else:
-                prediction, reference, geometry = _preprocessed_case(
-                    dataset, case_id, logits, label
-                )
+            record = _case_record(dataset, case_id, image)
+            predicted = pipeline.preprocessed(image, record, space)
+            prediction, geometry = predicted.label, predicted.geometry
+            reference = _reference(dataset, case_id, space, label, geometry)
             result = score_case(
                 case_id,
                 prediction,
@@ -202,6 +197,7 @@ def evaluate(
     space: str = "auto",
     nsd_tolerance: float | None = None,
     on_prediction: PredictionSink | None = None,
+    largest_component: Sequence[int] = (),
 ) -> EvaluationResult:
     """Score `model` on every case of `dataset` in the chosen space (see the module docstring).
 
@@ -225,5 +221,6 @@ def evaluate(
         progress=progress,
         nsd_tolerance=nsd_tolerance,
         on_prediction=on_prediction,
+        largest_component=largest_component,
     )
     return summarize_cases(dataset, space, scored, errors, metrics)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from medseg.cvlibs import DATASETS, MODELS, Config
+from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
 from medseg.datasets import InfiniteSampler
 from medseg.engine.checkpoint import (
     check_resume_shapes,
@@ -50,6 +50,7 @@ from medseg.engine.evaluator import resolve_space, score_cases, summarize_cases
 from medseg.engine.runtime import maybe_compile
 from medseg.engine.scalar_writer import ScalarWriter
 from medseg.engine.stop_signals import stop_signals
+from medseg.inference.model_info import MODEL_INFO_FILE, ModelInfo
 from medseg.metrics.results import EvaluationResult
 from medseg.models.losses import build_losses
 from medseg.models.losses.computation import loss_computation
@@ -138,6 +139,8 @@ class Trainer:
             raise ValueError(f"--do_eval needs a val_dataset in {cfg.path}")
         self.val_dataset = DATASETS.build(val_node) if val_node else None
         self.inference = cfg.inference if self.val_dataset else None
+        self.folder_texts = self._folder_texts(cfg)
+        self.largest_component = cfg.postprocess.largest_component if self.val_dataset else ()
         self.eval_space = (
             resolve_space(self.val_dataset, options.eval_space) if self.val_dataset else None
         )
@@ -305,12 +308,21 @@ class Trainer:
             state["rng_ranks"] = all_gather(state["rng"], self.dist)
         return state
 
+    def _folder_texts(self, cfg: Config) -> dict[str, str]:
+        """What makes a model folder self-contained: `model_info.json` and `config.yaml`."""
+        texts = {"config.yaml": cfg.to_yaml()}
+        try:
+            texts[MODEL_INFO_FILE] = ModelInfo.from_config(cfg, self.model).to_json()
+        except (ConfigError, ValueError) as err:
+            logger.warning("model folders will lack %s (export needs it): %s", MODEL_INFO_FILE, err)
+        return texts
+
     def _save(self, iteration: int) -> None:
         state = self._state(iteration)
         if not self.dist.is_main:
             return
         folder = self.opt.save_dir / f"iter_{iteration}"
-        save_checkpoint(folder, self.model, state)
+        save_checkpoint(folder, self.model, state, self.folder_texts)
         if folder not in self.saved:
             self.saved.append(folder)
         while len(self.saved) > max(self.opt.keep_checkpoint_max, 1):
@@ -361,6 +373,7 @@ class Trainer:
             self.eval_space,
             amp_dtype=self.amp_dtype,
             progress=False,
+            largest_component=self.largest_component,
         )
         gathered = all_gather((scored, errors), self.dist)
         self.net.train()
@@ -397,7 +410,7 @@ class Trainer:
             if self.dist.is_main:
                 write_folder_atomic(
                     self.opt.save_dir / "best_model",
-                    {"model.pth": self.model.state_dict(), "config.yaml": self.cfg.to_yaml()},
+                    {"model.pth": self.model.state_dict(), **self.folder_texts},
                 )
         logger.info(
             "[EVAL] best mean foreground Dice %.4f at iter %d",

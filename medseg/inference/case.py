@@ -1,25 +1,51 @@
-"""Predict one case: sliding window on the preprocessed grid, then back onto the scan's grid.
+"""One case, from a scan (or a preprocessed case and its record) to its final label map.
 
-Torch-free: val.py drives it with a torch predictor, the deploy runner with onnxruntime.
+The funnel every prediction goes through, torch-free: `val.py` and training-time evaluation
+drive it with a torch predictor, the deploy runner and `Segmenter` with onnxruntime, so a score
+is the score of the file a user gets. Steps: preprocessing (from a scan) → streaming sliding
+window → softmax → back-mapping onto the scan's grid by a running argmax (`SlabBackMapper`) →
+largest-component filter. The class-channel buffers span one band of windows, never the scan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.settings import InferenceSettings
-from medseg.inference.sliding_window import sliding_window_inference, softmax
-from medseg.preprocessing.pipeline import PreprocessRecord, probabilities_to_original_labels
+from medseg.inference.sliding_window import (
+    sliding_window_inference,
+    sliding_window_slabs,
+    softmax,
+)
+from medseg.inference.timing import StageTimer
+from medseg.preprocessing.backmap import SlabBackMapper
+from medseg.preprocessing.io import Geometry
+from medseg.preprocessing.pipeline import (
+    PreprocessRecord,
+    invert_probabilities,
+    preprocess_case,
+    preprocessed_geometry,
+)
+from medseg.preprocessing.recipe import Recipe
+from medseg.utils.vocabulary import EVAL_SPACES, label_dtype
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+SPACES = EVAL_SPACES[1:]  # a resolved space: "original" or "preprocessed"
+OUTPUT_KINDS = ("logits", "probabilities")
 
 
 def predict_logits(
     image: np.ndarray, predictor: Predictor, settings: InferenceSettings, num_classes: int
 ) -> np.ndarray:
-    """Blended logits `(K, Z, Y, X)` of one preprocessed image `(C, Z, Y, X)`."""
+    """Blended network output `(K, Z, Y, X)` of one preprocessed image, held whole.
+
+    For comparing predictors; predictions go through `CasePipeline`, which never holds it.
+    """
     return sliding_window_inference(
         image,
         predictor,
@@ -32,10 +58,157 @@ def predict_logits(
     )
 
 
-def logits_to_original_labels(logits: np.ndarray, record: PreprocessRecord) -> np.ndarray:
-    """Label map in the scan's own grid (size, orientation) from preprocessed-grid logits.
+@dataclasses.dataclass(frozen=True)
+class CasePrediction:
+    """The final prediction of one case.
 
-    Probabilities, not label ids, are resampled (linearly) before the argmax, so the result is
-    as smooth as the network's output and no id is ever interpolated.
+    Attributes:
+        label: Integer label map `(Z, Y, X)` on `geometry`'s grid, post-processed.
+        geometry: The scan's own geometry ("original" space) or the preprocessed grid's.
+        probabilities: float32 `(K, Z, Y, X)` on the same grid when asked for, else None.
     """
-    return probabilities_to_original_labels(softmax(logits, axis=0), record)
+
+    label: np.ndarray
+    geometry: Geometry
+    probabilities: np.ndarray | None = None
+
+
+class CasePipeline:
+    """Predict cases with one model and one set of settings.
+
+    Args:
+        predictor: Maps a float32 batch `(B, C, z, y, x)` to `(B, K, z, y, x)`.
+        settings: Sliding-window settings (window, overlap, blending, mirror axes).
+        num_classes: K, background included.
+        output: What the predictor returns: "logits" (softmax applied here) or "probabilities".
+        largest_component: Class ids reduced to their largest connected component.
+        backend: "numpy" or "cupy", for the back-mapping passes.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        settings: InferenceSettings,
+        num_classes: int,
+        output: str = "logits",
+        largest_component: Sequence[int] = (),
+        backend: str = "numpy",
+    ):
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+        self.predictor = predictor
+        self.settings = settings
+        self.num_classes = num_classes
+        self.output = output
+        self.largest_component = tuple(largest_component)
+        self.backend = backend
+
+    def _slabs(
+        self, image: np.ndarray, timer: StageTimer | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The blended slabs; windows timed as "inference", work on a slab as "postprocess"."""
+        settings = self.settings
+        slabs = sliding_window_slabs(
+            image,
+            self.predictor,
+            patch_size=settings.patch_size,
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            gaussian=settings.gaussian,
+            tta_axes=settings.tta_axes,
+            num_classes=self.num_classes,
+        )
+        while True:
+            with stage(timer, "inference"):
+                item = next(slabs, None)
+            if item is None:
+                return
+            with stage(timer, "postprocess"):
+                yield item
+
+    def _finish(self, label: np.ndarray) -> np.ndarray:
+        if not self.largest_component:
+            return label
+        return keep_largest_component(label, self.largest_component)
+
+    def preprocessed(
+        self,
+        image: np.ndarray,
+        record: PreprocessRecord,
+        space: str = "original",
+        probabilities: bool = False,
+        timer: StageTimer | None = None,
+    ) -> CasePrediction:
+        """Predict a preprocessed image `(C, Z, Y, X)` whose preprocessing `record` describes.
+
+        "original" maps the prediction onto the scan's own grid; "preprocessed" keeps the
+        argmax of the network's output on the preprocessed grid. `timer` receives the
+        "inference" and "postprocess" (back-mapping, filter) times.
+        """
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        if tuple(image.shape[1:]) != record.shape_after_resample:
+            raise ValueError(
+                f"the image has spatial shape {tuple(image.shape[1:])} but its preprocessing "
+                f"record gives {record.shape_after_resample}"
+            )
+        kept: list[np.ndarray] = []
+        if space == "preprocessed":
+            label = np.empty(image.shape[1:], dtype=label_dtype(self.num_classes - 1))
+            for start, slab in self._slabs(image, timer):
+                label[start : start + slab.shape[1]] = slab.argmax(axis=0)
+                if probabilities:
+                    kept.append(self._probabilities(slab).copy())
+            with stage(timer, "postprocess"):
+                maps = np.concatenate(kept, axis=1) if probabilities else None
+                label = self._finish(label)
+            return CasePrediction(label, preprocessed_geometry(record), maps)
+        mapper = SlabBackMapper(record, self.num_classes, self.backend)
+        for start, slab in self._slabs(image, timer):
+            slab = self._probabilities(slab)
+            if probabilities:
+                kept.append(slab.copy())
+            mapper.add(start, slab)
+        with stage(timer, "postprocess"):
+            maps = None
+            if probabilities:
+                maps = invert_probabilities(np.concatenate(kept, axis=1), record, self.backend)
+            label = self._finish(mapper.result())
+        return CasePrediction(label, record.geometry, maps)
+
+    def _probabilities(self, slab: np.ndarray) -> np.ndarray:
+        """Softmax of a logits slab, in place (the slab is the blender's own band)."""
+        return softmax(slab, axis=0, out=slab) if self.output == "logits" else slab
+
+    def preprocess(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        recipe: Recipe,
+        case: str = "case",
+        timer: StageTimer | None = None,
+    ) -> tuple[np.ndarray, PreprocessRecord]:
+        """The training preprocessing of a scan `(C, Z, Y, X)`: the network's input and record."""
+        with stage(timer, "preprocess"):
+            image, _, record = preprocess_case(
+                image, geometry, recipe, case=case, backend=self.backend
+            )
+        return image, record
+
+    def scan(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        recipe: Recipe,
+        case: str = "case",
+        probabilities: bool = False,
+        timer: StageTimer | None = None,
+    ) -> CasePrediction:
+        """Preprocess a scan `(C, Z, Y, X)` with `recipe` and predict it on its own grid."""
+        image, record = self.preprocess(image, geometry, recipe, case, timer)
+        return self.preprocessed(image, record, "original", probabilities, timer)
+
+
+def stage(timer: StageTimer | None, name: str) -> contextlib.AbstractContextManager:
+    """`timer.stage(name)`, or nothing without a timer."""
+    return contextlib.nullcontext() if timer is None else timer.stage(name)

@@ -4,7 +4,9 @@ Written by `export.py`, read by `deploy/python/infer.py`. Keys:
 
 - `medseg_version`: the version that exported the model.
 - `model`: `file` (ONNX file name, relative to deploy.yaml's folder), `output` ("logits" or
-  "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`.
+  "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`,
+  `precision` ("fp32", or "fp16" for `export.py --fp16`: float16 inside, float32 in and out;
+  optional, default fp32).
 - `modalities`: one name per input channel, in channel order (`<case>_0000` is the first).
 - `classes`: `{id: name}` for ids 0 (background) .. num_classes − 1.
 - `recipe`: the preprocessing recipe of the training data (`Recipe.to_dict()`).
@@ -31,7 +33,8 @@ from medseg.utils.atomic import write_text_atomic
 from medseg.utils.vocabulary import positive_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
-MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset")
+MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset", "precision")
+PRECISIONS = ("fp32", "fp16")
 TOP_KEYS = (
     "medseg_version",
     "model",
@@ -54,6 +57,7 @@ class DeployConfig:
         input_channels: Channels the model takes.
         num_classes: Classes it predicts, background included.
         opset: ONNX opset of the graph.
+        precision: "fp32" or "fp16" (weights and activations; inputs and outputs are float32).
         modalities: One name per input channel.
         classes: Class names by id.
         recipe: The training data's preprocessing.
@@ -72,6 +76,7 @@ class DeployConfig:
     classes: dict[int, str]
     recipe: Recipe
     inference: InferenceSettings
+    precision: str = "fp32"
     largest_component: tuple[int, ...] = ()
     medseg_version: str = ""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,6 +91,7 @@ class DeployConfig:
                 "input_channels": self.input_channels,
                 "num_classes": self.num_classes,
                 "opset": self.opset,
+                "precision": self.precision,
             },
             "modalities": list(self.modalities),
             "classes": dict(self.classes),
@@ -100,8 +106,19 @@ class DeployConfig:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def _positive_int(node: dict[str, Any], key: str, path: str) -> int:
-    return checked(positive_int, node.get(key), path, f"model.{key}")
+def model_positive_int(node: dict[str, Any], key: str, path: str, prefix: str = "model.") -> int:
+    """`node[key]` as a positive int; the error names the file and `prefix + key`."""
+    return checked(positive_int, node.get(key), path, f"{prefix}{key}")
+
+
+def check_keys(data: Any, accepted: tuple[str, ...], path: str, key: str | None = None) -> dict:
+    """`data` if it is a mapping of `accepted` keys only; else an error naming the file."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", path, key)
+    unknown = sorted(set(data) - set(accepted))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(accepted)}", path, key)
+    return data
 
 
 def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
@@ -111,7 +128,8 @@ def _mapping(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _classes(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str]:
+def class_names(data: dict[str, Any], num_classes: int, path: str) -> dict[int, str]:
+    """`data["classes"]` as `{id: name}` for ids 0 .. num_classes - 1 exactly."""
     node = _mapping(data, "classes", path)
     try:
         classes = {int(k): str(v) for k, v in node.items()}
@@ -139,16 +157,8 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", where) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", where)
-    unknown = sorted(set(data) - set(TOP_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(TOP_KEYS)}", where)
-
-    model = _mapping(data, "model", where)
-    unknown = sorted(set(model) - set(MODEL_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; accepted: {list(MODEL_KEYS)}", where, "model")
+    check_keys(data, TOP_KEYS, where)
+    model = check_keys(_mapping(data, "model", where), MODEL_KEYS, where, "model")
     if model.get("output") not in OUTPUT_KINDS:
         raise ConfigError(
             f"expected one of {list(OUTPUT_KINDS)}, got {model.get('output')!r} (the runner "
@@ -161,8 +171,13 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     model_path = (path.parent / model["file"]).resolve()
     if not model_path.is_file():
         raise FileNotFoundError(f"{where}: model.file {model['file']!r} not found at {model_path}")
-    input_channels = _positive_int(model, "input_channels", where)
-    num_classes = _positive_int(model, "num_classes", where)
+    precision = model.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"expected one of {list(PRECISIONS)}, got {precision!r}", where, "model.precision"
+        )
+    input_channels = model_positive_int(model, "input_channels", where)
+    num_classes = model_positive_int(model, "num_classes", where)
 
     modalities = data.get("modalities")
     if not isinstance(modalities, list) or len(modalities) != input_channels:
@@ -181,9 +196,10 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         output=model["output"],
         input_channels=input_channels,
         num_classes=num_classes,
-        opset=_positive_int(model, "opset", where),
+        opset=model_positive_int(model, "opset", where),
+        precision=precision,
         modalities=tuple(str(m) for m in modalities),
-        classes=_classes(data, num_classes, where),
+        classes=class_names(data, num_classes, where),
         recipe=recipe,
         inference=inference_settings(_mapping(data, "inference", where), where),
         largest_component=postprocess_settings(

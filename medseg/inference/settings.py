@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import argparse
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from medseg.cvlibs.errors import ConfigError, checked
@@ -85,3 +86,24 @@ def inference_settings(
             "inference",
         )
     return settings
+
+
+def with_tta(settings: InferenceSettings, tta: bool) -> InferenceSettings:
+    """`settings` as they are (`tta`), or without mirroring."""
+    return settings if tta else replace(settings, tta_axes=())
+
+
+def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--tta` (the default) and `--no_tta`, into `args.tta`; val.py and the deploy runner."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--tta",
+        dest="tta",
+        action="store_true",
+        default=True,
+        help="mirror at test time, the default: inference.tta_axes, or every axis where the "
+        "config sets none (evaluation during training does not mirror)",
+    )
+    group.add_argument(
+        "--no_tta", dest="tta", action="store_false", help="predict without mirroring"
+    )

@@ -3,10 +3,12 @@
 Shared by `val.py` (a torch model behind `TorchPredictor`) and the onnxruntime deploy runner, so it
 imports no torch. Windows lie on a regular grid whose step is at most `patch · (1 − overlap)`, with
 the first window at 0 and the last flush with the far border. Each window's output is weighted by
-an importance map (a Gaussian peaked at the patch centre, as in nnU-Net, or uniform) and summed in
-one float32 accumulator `(K, Z, Y, X)`; the weights are summed in one `(Z, Y, X)` map and the sum is
-divided by them at the end. Volumes smaller than the patch along an axis are padded symmetrically
-(with each channel's minimum by default, i.e. "outside the scan") and the output is cropped back.
+an importance map (a Gaussian peaked at the patch centre, as in nnU-Net, or uniform) and summed,
+with the weights, in a float32 band of planes about one window deep; windows are visited in z-major
+order, and planes no later window touches are divided by their weights and handed on
+(`sliding_window_slabs`), so the `(K, ...)` buffers never span the volume. Volumes smaller than
+the patch along an axis are padded symmetrically (with each channel's minimum by default, i.e.
+"outside the scan") and the output is cropped back.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ logger = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
-def softmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Numerically stable softmax along `axis` (the class axis of `(K, Z, Y, X)` logits)."""
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+def softmax(x: np.ndarray, axis: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """Numerically stable softmax along `axis` (the class axis of `(K, Z, Y, X)` logits).
+
+    `out` (e.g. `x` itself) receives the result instead of a new array.
+    """
+    shifted = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    np.exp(shifted, out=shifted)
+    shifted /= np.sum(shifted, axis=axis, keepdims=True)
+    return shifted
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -160,6 +167,107 @@ def _batches(starts: list[tuple[int, ...]], batch_size: int) -> Iterator[list[tu
         yield starts[i : i + batch_size]
 
 
+class _Blender:
+    """Weighted sums of window outputs over a band of planes (axis 0) that moves forward.
+
+    The band starts at padded plane `start`; planes before it were emitted and are never touched
+    again, so memory spans about one window's depth, not the volume.
+    """
+
+    def __init__(self, num_classes: int, spatial: tuple[int, ...], depth: int):
+        self.start = 0
+        self.values = np.zeros((num_classes, depth, *spatial[1:]), dtype=np.float32)
+        self.weights = np.zeros((depth, *spatial[1:]), dtype=np.float32)
+
+    def add(self, window: tuple[slice, ...], weighted: np.ndarray, weights: np.ndarray) -> None:
+        """Add one window's weighted output (and its weights) at `window` (padded coordinates)."""
+        stop = window[0].stop - self.start
+        depth = self.weights.shape[0]
+        if stop > depth:  # a batch reached into a later row of windows: grow the band
+            values = np.zeros((self.values.shape[0], stop, *self.values.shape[2:]), np.float32)
+            values[:, :depth] = self.values
+            weight_sum = np.zeros((stop, *self.weights.shape[1:]), np.float32)
+            weight_sum[:depth] = self.weights
+            self.values, self.weights = values, weight_sum
+        local = (slice(window[0].start - self.start, stop), *window[1:])
+        self.values[(slice(None), *local)] += weighted
+        self.weights[local] += weights
+
+    def emit(self, end: int) -> np.ndarray:
+        """Blend planes `start .. end` in place; a view, valid until `shift`."""
+        count = end - self.start
+        self.values[:, :count] /= self.weights[:count]
+        return self.values[:, :count]
+
+    def shift(self, end: int) -> None:
+        """Drop the planes before `end`, plane by plane (no band-sized temporary)."""
+        count = end - self.start
+        depth = self.weights.shape[0]
+        for plane in range(depth - count):
+            self.values[:, plane] = self.values[:, plane + count]
+            self.weights[plane] = self.weights[plane + count]
+        self.values[:, max(depth - count, 0) :] = 0
+        self.weights[max(depth - count, 0) :] = 0
+        self.start = end
+
+
+def sliding_window_slabs(
+    image: np.ndarray,
+    predictor: Predictor,
+    patch_size: Sequence[int],
+    overlap: float = 0.5,
+    batch_size: int = 1,
+    gaussian: bool = True,
+    sigma_scale: float = 0.125,
+    tta_axes: Sequence[int] = (),
+    num_classes: int | None = None,
+    pad_value: float | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`sliding_window_inference` slab by slab along z: memory bounded by a window's depth.
+
+    Windows are visited in z-major order; once every window that touches a plane has been
+    added, the planes are blended and yielded as `(first plane, (K, dz, Y, X) float32)`, in
+    order and covering the image, with values equal to `sliding_window_inference`'s bit for bit.
+    Each slab is a view into the band being blended: use or copy it before asking for the next.
+    """
+    patch = _check_arguments(image, patch_size, overlap, batch_size, sigma_scale, tta_axes)
+    volume, crop = _pad_to_patch(image.astype(np.float32, copy=False), patch, pad_value)
+    spatial = volume.shape[1:]
+    grid = [window_starts(s, p, overlap) for s, p in zip(spatial, patch, strict=True)]
+    starts = list(itertools.product(*grid))
+    weights = importance_map(patch, gaussian, sigma_scale)
+    blender: _Blender | None = None
+    weighted: np.ndarray | None = None  # one reused buffer: no per-window temporaries
+    groups = enumerate(_batches(starts, batch_size))
+    if progress:
+        from tqdm import tqdm
+
+        groups = tqdm(groups, total=-(-len(starts) // batch_size), desc="sliding window")
+    logger.debug("%d windows of %s over %s", len(starts), patch, spatial)
+    z_crop = crop[0]
+    for index, group in groups:
+        windows = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in group]
+        batch = np.stack([volume[(slice(None), *w)] for w in windows])
+        out = _predict_tta(predictor, batch, tta_axes, num_classes)
+        if blender is None:
+            blender = _Blender(out.shape[1], spatial, patch[0])
+            weighted = np.empty((out.shape[1], *patch), dtype=np.float32)
+        for window, prediction in zip(windows, out, strict=True):
+            np.multiply(prediction, weights, out=weighted)
+            blender.add(window, weighted, weights)
+        following = (index + 1) * batch_size
+        end = starts[following][0] if following < len(starts) else spatial[0]
+        first = blender.start
+        if end <= first:
+            continue
+        slab = blender.emit(end)
+        low, high = max(first, z_crop.start), min(end, z_crop.stop)
+        if low < high:
+            yield low - z_crop.start, slab[:, low - first : high - first, crop[1], crop[2]]
+        blender.shift(end)
+
+
 def sliding_window_inference(
     image: np.ndarray,
     predictor: Predictor,
@@ -192,34 +300,22 @@ def sliding_window_inference(
     Returns:
         The blended predictor outputs, float32 `(K, Z, Y, X)` on the input grid.
     """
-    patch = _check_arguments(image, patch_size, overlap, batch_size, sigma_scale, tta_axes)
-    volume, crop = _pad_to_patch(image.astype(np.float32, copy=False), patch, pad_value)
-    spatial = volume.shape[1:]
-    grid = [window_starts(s, p, overlap) for s, p in zip(spatial, patch, strict=True)]
-    starts = list(itertools.product(*grid))
-    weights = importance_map(patch, gaussian, sigma_scale)
-    accumulator: np.ndarray | None = None
-    weighted: np.ndarray | None = None  # one reused buffer: no per-window temporaries
-    weight_sum = np.zeros(spatial, dtype=np.float32)
-    groups = _batches(starts, batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        groups = tqdm(groups, total=-(-len(starts) // batch_size), desc="sliding window")
-    logger.debug("%d windows of %s over %s", len(starts), patch, spatial)
-    for group in groups:
-        windows = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in group]
-        batch = np.stack([volume[(slice(None), *w)] for w in windows])
-        out = _predict_tta(predictor, batch, tta_axes, num_classes)
-        if accumulator is None:
-            num_classes = out.shape[1]
-            accumulator = np.zeros((num_classes, *spatial), dtype=np.float32)
-            weighted = np.empty((num_classes, *patch), dtype=np.float32)
-        for window, prediction in zip(windows, out, strict=True):
-            np.multiply(prediction, weights, out=weighted)
-            accumulator[(slice(None), *window)] += weighted
-            weight_sum[window] += weights
-    accumulator /= weight_sum
-    if spatial == image.shape[1:]:
-        return accumulator
-    return np.ascontiguousarray(accumulator[(slice(None), *crop)])
+    output: np.ndarray | None = None
+    slabs = sliding_window_slabs(
+        image,
+        predictor,
+        patch_size,
+        overlap,
+        batch_size,
+        gaussian,
+        sigma_scale,
+        tta_axes,
+        num_classes,
+        pad_value,
+        progress,
+    )
+    for start, slab in slabs:
+        if output is None:
+            output = np.empty((slab.shape[0], *image.shape[1:]), dtype=np.float32)
+        output[:, start : start + slab.shape[1]] = slab
+    return output

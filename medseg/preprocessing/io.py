@@ -272,7 +272,14 @@ def read_channels(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     its fourth axis; a 3D vector image gives one channel per component.
     """
     path = Path(path)
-    image = _read_image(path)
+    return image_channels(_read_image(path), str(path))
+
+
+def image_channels(image: sitk.Image, source: str = "image") -> tuple[np.ndarray, Geometry]:
+    """A SimpleITK image as a (C, Z, Y, X) array (stored dtype) and its geometry.
+
+    The rules of `read_channels`; `source` names the image in errors.
+    """
     dim, components = image.GetDimension(), image.GetNumberOfComponentsPerPixel()
     if dim == 3:
         array = sitk.GetArrayFromImage(image)
@@ -281,7 +288,7 @@ def read_channels(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
         array = sitk.GetArrayFromImage(image)
     else:
         raise ValueError(
-            f"{path}: expected a 3D volume or a 4D volume of channels, got {dim}D with "
+            f"{source}: expected a 3D volume or a 4D volume of channels, got {dim}D with "
             f"{components} component(s) per voxel, size {image.GetSize()}"
         )
     return np.ascontiguousarray(array), geometry_of(image)

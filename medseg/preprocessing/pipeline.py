@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.preprocessing.backmap import SlabBackMapper
 from medseg.preprocessing.crop import (
     Box,
     crop_geometry,
@@ -250,12 +251,12 @@ def probabilities_to_original_labels(
     """Label map on the original grid from preprocessed-grid class probabilities (K, Z, Y, X).
 
     Same result as `invert_probabilities(...).argmax(0)` (outside the crop box background wins),
-    but the argmax is taken on the crop, so no K-channel array of the full scan is ever made.
+    but by a running argmax over a few planes at a time (`SlabBackMapper`), so no K-channel array
+    of the scan is ever made.
     """
     if probabilities.ndim != 4:
         raise ValueError(f"expected (K, Z, Y, X) probabilities, got shape {probabilities.shape}")
     _check_shape(probabilities, record, "probability map")
-    resampled = resample_image(probabilities, record.shape_after_crop, 1, backend)
-    cropped = resampled.argmax(axis=0).astype(label_dtype(probabilities.shape[0] - 1))
-    label = pad_from_box(cropped, record.crop_box, record.shape_after_reorient, 0)
-    return np.ascontiguousarray(undo_reorient(label, record.permutation, record.flips))
+    mapper = SlabBackMapper(record, probabilities.shape[0], backend)
+    mapper.add(0, probabilities)
+    return mapper.result()

@@ -93,9 +93,19 @@ def _linear_taps(old: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return lower, upper, (coords - lower).astype(np.float32)
 
 
-def _lerp_axis(source: Any, axis: int, new: int, xp: Any, out: Any = None) -> Any:
-    """Linear resampling of a float32 (Z, Y, X) array along one axis to `new` voxels."""
-    lower, upper, weight = (_to_device(a, xp) for a in _linear_taps(source.shape[axis], new))
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _lerp_axis(
+    source: Any, axis: int, new: int, xp: Any, out: Any = None, taps: Taps | None = None
+) -> Any:
+    """Linear resampling of a float32 (Z, Y, X) array along one axis to `new` voxels.
+
+    `taps` (lower, upper, weight), when given, replace `_linear_taps(source.shape[axis], new)`:
+    a slab of the source with shifted taps gives the matching planes of the full result.
+    """
+    taps = _linear_taps(source.shape[axis], new) if taps is None else taps
+    lower, upper, weight = (_to_device(a, xp) for a in taps)
     weight = weight.reshape([-1 if a == axis else 1 for a in range(source.ndim)])
     shape = list(source.shape)
     shape[axis] = new
@@ -144,6 +154,47 @@ def _linear(
     if result is not out:
         out[...] = _to_host(result)
     return out
+
+
+def linear_planes(
+    slab: np.ndarray,
+    depth: int,
+    shape: Sequence[int],
+    planes: tuple[int, int],
+    offset: int,
+    backend: str = "numpy",
+) -> np.ndarray:
+    """Planes `planes = (start, stop)` (axis 0) of the linear resampling of a whole volume.
+
+    `slab` holds planes `offset ..` of a (Z, Y, X) volume of `depth` planes; it must include every
+    plane those output planes interpolate from (`axis0_taps`). The result equals, bit for bit,
+    `_linear(volume, shape)[start:stop]`: the same passes in the same order, on fewer planes.
+    """
+    full = (int(depth), *slab.shape[1:])
+    shape = tuple(int(n) for n in shape)
+    start, stop = planes
+    xp = array_module(backend)
+    result = _to_device(np.asarray(slab, dtype=np.float32), xp)
+    changed = [a for a in range(3) if shape[a] != full[a]]
+    if 0 not in changed:
+        result = result[start - offset : stop - offset]
+    for axis in sorted(changed, key=lambda a: shape[a] / full[a]):
+        if axis == 0:
+            lower, upper, weight = _linear_taps(full[0], shape[0])
+            taps = (lower[start:stop] - offset, upper[start:stop] - offset, weight[start:stop])
+            result = _lerp_axis(result, 0, stop - start, xp, taps=taps)
+        else:
+            result = _lerp_axis(result, axis, shape[axis], xp)
+    return _to_host(result)
+
+
+def axis0_taps(depth: int, new: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last source plane of each of `new` output planes resampled from `depth`."""
+    if depth == new:
+        planes = np.arange(new)
+        return planes, planes
+    lower, upper, _ = _linear_taps(depth, new)
+    return lower, upper
 
 
 def resample_image(
