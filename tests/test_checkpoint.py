@@ -159,3 +159,17 @@ def test_earlier_checkpoints_are_found_in_order(tmp_path):
     (tmp_path / ".iter_20.tmp").mkdir()
     (tmp_path / "iter_x").mkdir()
     assert [p.name for p in earlier_checkpoints(tmp_path, 12)] == ["iter_4", "iter_8", "iter_12"]
+
+
+def test_a_full_disk_while_saving_names_the_folder_and_keeps_the_old_one(tmp_path, monkeypatch):
+    folder = tmp_path / "best_model"
+    write_folder_atomic(folder, {"config.yaml": "old\n"})
+
+    def disk_full(obj, path):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match=rf"cannot write {folder} \(.*file write failed\); is"):
+        write_folder_atomic(folder, {"model.pth": {}, "config.yaml": "new\n"})
+    assert (folder / "config.yaml").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model"]
