@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from medseg.preprocessing.description import load_description
 from medseg.utils.machine import machine_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,7 +182,7 @@ def _nnunet_setup(python: str, train: Path, work: Path) -> dict[str, str]:
     plans_path.write_text(json.dumps(plans, indent=2))
     _run([str(bindir / "nnUNetv2_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
           "-np", "1"], logs / "preprocess.log", env)  # fmt: skip
-    splits = json.loads((train / "preprocessed" / "dataset.json").read_text())["splits"]
+    splits = load_description(train / "preprocessed").splits
     fold = {"train": sorted(splits["train"]), "val": sorted(splits["val"])}
     split_path = Path(env["nnUNet_preprocessed"]) / DATASET / "splits_final.json"
     split_path.write_text(json.dumps([fold], indent=2))
