@@ -229,8 +229,7 @@ def test_pretrained_shape_mismatch_lists_keys(tmp_path):
     torch.save(UNet3D(1, 3, base_channels=4, num_levels=2).state_dict(), path)
     with pytest.raises(
         ValueError,
-        match=r"head\.weight: checkpoint \(3, 4, 1, 1, 1\) vs model "
-        r"\(2, 4, 1, 1, 1\)",
+        match=r"head\.weight: \(3, 4, 1, 1, 1\) saved, \(2, 4, 1, 1, 1\) in the model",
     ):
         UNet3D(1, 2, base_channels=4, num_levels=2, pretrained=path)
 

@@ -165,7 +165,10 @@ def test_resuming_with_another_width_is_one_line(trained_run, tiny_config, tmp_p
     )
     errors = [line for line in log.splitlines() if "ERROR" in line]
     assert code == 2 and len(errors) == 1 and "tensors differ in shape" in errors[0]
-    assert f"resume with the config of that run ({trained_run / 'config.yaml'})" in errors[0]
+    assert (
+        f"resume with the config of that run ({trained_run / 'iter_20' / 'config.yaml'})"
+        in errors[0]
+    )
     assert "Traceback" not in log
 
 

@@ -178,7 +178,10 @@ def test_weights_of_another_width_are_one_line_naming_the_training_config(
     assert val.main([*args, "--save_dir", str(tmp_path), "--opts", "model.base_channels=8"]) == 2
     errors = [line for line in (tmp_path / "val.log").read_text().splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "tensors differ in shape" in errors[0]
-    assert f"pass --config {trained_run / 'config.yaml'} or leave --config out" in errors[0]
+    assert (
+        f"pass --config {trained_run / 'iter_20' / 'config.yaml'} or leave --config out"
+        in errors[0]
+    )
 
 
 def test_no_config_and_no_config_yaml_is_a_clear_error(trained_run, tmp_path):
