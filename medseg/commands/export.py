@@ -25,7 +25,7 @@ import numpy as np
 
 from medseg import __version__
 from medseg.cvlibs import MODELS, Config, ConfigError
-from medseg.engine.cli import add_device_argument
+from medseg.engine.cli import add_device_argument, add_model_arguments
 from medseg.inference.deploy_config import DeployConfig
 from medseg.utils.atomic import atomic_path
 from medseg.utils.help_format import HelpFormatter
@@ -55,12 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=HelpFormatter
     )
-    parser.add_argument(
-        "--config",
-        help="YAML config file (default: the config.yaml the model was trained with, beside "
-        "--model_path or in its run folder)",
-    )
-    parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
+    add_model_arguments(parser)
     parser.add_argument("--save_dir", default="output/export", help="where the files are written")
     parser.add_argument(
         "--without_argmax",

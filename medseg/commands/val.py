@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
-from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
+from medseg.engine.cli import (
+    add_amp_arguments,
+    add_device_argument,
+    add_eval_space_argument,
+    add_model_arguments,
+)
 from medseg.inference.settings import add_tta_arguments
 from medseg.metrics.cli import add_metric_arguments, check_metric_arguments
 from medseg.utils.atomic import write_text_atomic
@@ -32,12 +37,7 @@ logger = logging.getLogger("medseg.val")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; the names follow MedicalSeg's val.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument(
-        "--config",
-        help="YAML config file (default: the config.yaml the model was trained with, beside "
-        "--model_path or in its run folder)",
-    )
-    parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
+    add_model_arguments(parser)
     parser.add_argument("--save_dir", default="output/val", help="where results are written")
     add_metric_arguments(parser, "Dice is always included")
     add_eval_space_argument(parser)

@@ -1,4 +1,4 @@
-"""Command-line options shared by the scripts that run a model (train.py, val.py).
+"""Command-line options shared by the scripts that run a model (train.py, val.py, export.py).
 
 Kept free of torch so `--help` answers at once.
 """
@@ -10,6 +10,16 @@ import argparse
 from medseg.utils.vocabulary import DEVICE_CHOICES, EVAL_SPACES
 
 AMP_DTYPE_NAMES = ("fp16", "bf16")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` (optional: the model folder's own) and `--model_path` (val.py, export.py)."""
+    parser.add_argument(
+        "--config",
+        help="YAML config file (default: the config.yaml the model was trained with, beside "
+        "--model_path or in its run folder)",
+    )
+    parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
 
 
 def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:

@@ -99,8 +99,11 @@ def _reference(
     """The reference label map of a case on the grid its prediction lies on."""
     if space == "preprocessed":
         return label
-    reference_path = dataset.description.source_label_path(case_id)
+    description = dataset.description
+    reference_path = description.source_label_path(case_id)
     reference, reference_geometry = read_label_map(reference_path)
+    # The raw label holds raw ids: remap them as preparation did (--label_map, --ignore_labels).
+    reference = description.label_rules.apply(reference, range(dataset.num_classes), reference_path)
     if reference.shape != geometry.shape:
         raise ValueError(
             f"case '{case_id}': the prediction mapped back to the scan has shape "

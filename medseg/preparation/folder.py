@@ -77,20 +77,3 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).error("%s", problem)
         return 2
     return driver.run(args, name, find)
-
-
-def _naming_hint(scans: list[str], labels: list[str]) -> str:
-    """Suggest --image_suffix / --label_suffix when scan and label names end differently."""
-    scan_ends = {s.rpartition("_")[2] for s in scans if "_" in s}
-    label_ends = {s.rpartition("_")[2] for s in labels if "_" in s}
-    if len(scan_ends) == 1 and len(label_ends) == 1 and scan_ends != label_ends:
-        image_suffix, label_suffix = f"_{scan_ends.pop()}", f"_{label_ends.pop()}"
-        return (
-            f"; the scans end in '{image_suffix}' and the labels in '{label_suffix}': pass "
-            f"--image_suffix {image_suffix} --label_suffix {label_suffix}"
-        )
-    return "; name each scan and label map after its case (or see --image_suffix, --label_suffix)"
-
-
-def _strip(files: dict[str, Path], suffix: str) -> dict[str, Path]:
-    return {s[: -len(suffix)]: p for s, p in files.items() if s.endswith(suffix)}
