@@ -61,18 +61,31 @@ def write_nnunet(root: Path, num_cases: int = 4, channels: int = 1) -> Path:
     return root
 
 
-def write_msd_4d(root: Path, num_cases: int = 3) -> Path:
-    """Task05_Prostate-like folder: 4D two-modality NIfTI images (nibabel, as the MSD ships them),
-    labels, dataset.json with `modality` and `training`, and macOS `._*` junk beside them."""
-    root = root / "Task05_Prostate"
+def write_msd_4d(
+    root: Path,
+    num_cases: int = 3,
+    folder: str = "Task05_Prostate",
+    modalities: tuple[str, ...] = ("T2", "ADC"),
+    labels: dict[str, str] | None = None,
+) -> Path:
+    """Task05_Prostate-like folder: 4D multi-modality NIfTI images (nibabel, as the MSD ships
+    them), labels, dataset.json with `modality` and `training`, and macOS `._*` junk beside them.
+
+    With a third label (`labels` naming ids 0..3, as BrainTumour's), the half of the rim with
+    y above the middle becomes id 3, nested in the blob like BraTS's enhancing tumour.
+    """
+    labels = labels or {"0": "background", "1": "PZ", "2": "TZ"}
+    root = root / folder
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir(parents=True)
     affine = np.diag([-0.6, -0.6, 3.6, 1.0])
     affine[:3, 3] = [12.0, 30.0, -40.0]
     training = []
     for i in range(num_cases):
-        image, label = make_case(i, channels=2)
-        name = f"prostate_{i:02d}.nii.gz"
+        image, label = make_case(i, channels=len(modalities))
+        if "3" in labels:
+            label[(label == 2) & (np.indices(SHAPE)[1] > SHAPE[1] // 2)] = 3
+        name = f"{folder.split('_')[-1].lower()}_{i:02d}.nii.gz"
         # (C, Z, Y, X) -> NIfTI (X, Y, Z, C)
         nib.save(
             nib.Nifti1Image(np.transpose(image, (3, 2, 1, 0)), affine), root / "imagesTr" / name
@@ -81,15 +94,22 @@ def write_msd_4d(root: Path, num_cases: int = 3) -> Path:
         (root / "imagesTr" / f"._{name}").write_bytes(b"\x00\x05\x16\x07junk")
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
     meta = {
-        "name": "PROSTATE",
-        "modality": {"0": "T2", "1": "ADC"},
-        "labels": {"0": "background", "1": "PZ", "2": "TZ"},
+        "name": folder.split("_")[-1].upper(),
+        "modality": {str(i): m for i, m in enumerate(modalities)},
+        "labels": labels,
         "numTraining": num_cases,
         "training": training,
         "test": [],
     }
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
+
+
+def write_msd_brain_tumour(root: Path, num_cases: int = 4) -> Path:
+    """Task01_BrainTumour-like folder: four MR modalities, labels 0..3 with 3 inside 2 inside 1."""
+    labels = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+    modalities = ("FLAIR", "T1w", "t1gd", "T2w")
+    return write_msd_4d(root, num_cases, "Task01_BrainTumour", modalities, labels)
 
 
 def write_dicom_series(

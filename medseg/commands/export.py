@@ -105,10 +105,11 @@ def _half_except_norms(model: Any) -> Any:
     return half
 
 
-def _graph(model: Any, with_softmax: bool, fp16: bool = False) -> Any:
+def _graph(model: Any, with_softmax: bool, fp16: bool = False, regions: bool = False) -> Any:
     """The module to trace: the model's full-resolution output, optionally through a softmax.
 
     With `fp16`, the model runs in float16 (norms in float32) between float32 input and output.
+    A region-trained model (`regions`) gets a sigmoid per channel instead of the softmax.
     """
     import torch
 
@@ -124,7 +125,9 @@ def _graph(model: Any, with_softmax: bool, fp16: bool = False) -> Any:
             if isinstance(out, (list, tuple)):
                 out = out[0]
             out = out.float()
-            return torch.softmax(out, dim=1) if with_softmax else out
+            if not with_softmax:
+                return out
+            return torch.sigmoid(out) if regions else torch.softmax(out, dim=1)
 
     return ExportGraph().eval()
 
@@ -229,11 +232,13 @@ def build_deploy_config(
             cfg.path,
             "train_dataset.dataset_root",
         )
-    if len(info.modalities) != model.in_channels or info.num_classes != model.num_classes:
+    channels = info.num_classes if info.regions is None else len(info.regions)
+    if len(info.modalities) != model.in_channels or channels != model.num_classes:
+        predicted = "classes" if info.regions is None else "regions"
         raise ConfigError(
             f"the model takes {model.in_channels} channel(s) and predicts {model.num_classes} "
-            f"classes, but its model folder / dataset.json lists modalities "
-            f"{list(info.modalities)} and {info.num_classes} classes",
+            f"channels, but its model folder / dataset.json lists modalities "
+            f"{list(info.modalities)} and {channels} {predicted}",
             cfg.path,
             "model.in_channels",
         )
@@ -243,7 +248,7 @@ def build_deploy_config(
         model_path=save_dir / MODEL_FILE,
         output="probabilities" if args.with_softmax else "logits",
         input_channels=model.in_channels,
-        num_classes=model.num_classes,
+        num_classes=info.num_classes,
         opset=args.opset,
         precision="fp16" if getattr(args, "fp16", False) else "fp32",
         modalities=info.modalities,
@@ -253,6 +258,7 @@ def build_deploy_config(
         largest_component=cfg.postprocess.largest_component,
         medseg_version=__version__,
         source={"config": str(cfg.path), "model_path": str(args.model_path)},
+        regions=info.regions,
     )
 
 
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         load_model_weights(model, args.model_path)
         deploy = build_deploy_config(cfg, model, args, save_dir)
         model = model.to(select_device(args.device)).eval()
-        graph = _graph(model, args.with_softmax, args.fp16)
+        graph = _graph(model, args.with_softmax, args.fp16, deploy.regions is not None)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
@@ -287,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             sample,
             args.opset,
             deploy.output,
-            reference=_graph(model, args.with_softmax) if args.fp16 else None,
+            reference=(
+                _graph(model, args.with_softmax, regions=deploy.regions is not None)
+                if args.fp16
+                else None
+            ),
             tolerance=FP16_TOLERANCE if args.fp16 else TOLERANCE,
         )
     except (ExportError, ValueError) as err:

@@ -140,12 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _save_probabilities(
     probabilities: np.ndarray, deploy: DeployConfig, geometry: Geometry, path: Path
 ) -> None:
-    """`probabilities` float32 (K, Z, Y, X) on the scan grid, with class names and geometry."""
+    """`probabilities` float32 (K, Z, Y, X) on the scan grid, with channel names and geometry."""
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(
             tmp,
             probabilities=probabilities.astype(np.float32, copy=False),
-            class_names=np.array([deploy.classes[i] for i in range(deploy.num_classes)]),
+            class_names=np.array(deploy.channel_names()),
             spacing=np.array(geometry.spacing),
             origin=np.array(geometry.origin),
             direction=geometry.matrix,

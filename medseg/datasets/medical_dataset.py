@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from medseg.cvlibs.registry import DATASETS
 from medseg.preprocessing.description import DatasetDescription, load_description
 from medseg.preprocessing.file_list import format_line, read_list
+from medseg.preprocessing.regions import Regions
 from medseg.transforms import Compose
 from medseg.utils.vocabulary import IGNORE_INDEX, choose
 
@@ -35,6 +36,9 @@ class MedicalDataset(Dataset):
         dataset_json_path: `dataset.json` to use instead of `<dataset_root>/dataset.json`.
         file_list: List file (relative to `dataset_root`) to read instead of `<mode>_list.txt`,
             e.g. `folds/fold_0_train_list.txt` written by `tools/prepare_*.py --folds`.
+        regions: Region-based training: the network predicts the regions `dataset.json`
+            declares (one sigmoid channel each) instead of a softmax over label ids; the labels
+            stay label maps.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class MedicalDataset(Dataset):
         ignore_index: int = IGNORE_INDEX,
         dataset_json_path: str | None = None,
         file_list: str | None = None,
+        regions: bool = False,
     ):
         mode = choose(mode.lower(), sorted(LIST_FILES), "mode")
         self.dataset_root = Path(dataset_root)
@@ -62,6 +67,7 @@ class MedicalDataset(Dataset):
         self.description = self._read_description(dataset_json_path)
         self.num_classes = self._resolve_num_classes(num_classes)
         self.class_names = self.description.class_names(self.num_classes)
+        self.regions = self._resolve_regions(regions)
         self.cases = self._read_list(self.dataset_root / (file_list or LIST_FILES[mode]))
         self._labels_checked: set[int] = set()  # per process: each label file is scanned once
 
@@ -84,6 +90,22 @@ class MedicalDataset(Dataset):
                 f"{recorded} classes ({self.description.labels})"
             )
         return num_classes
+
+    def _resolve_regions(self, regions: bool) -> Regions | None:
+        """The description's regions when `regions` is on (None when off)."""
+        if not isinstance(regions, bool):
+            raise ValueError(f"regions must be true or false, got {regions!r}")
+        if regions and self.description.regions is None:
+            raise ValueError(
+                f"regions is true but {self.description.path} declares no 'regions' "
+                '([{"name": ..., "labels": [ids]}, ...], written by preparation)'
+            )
+        return self.description.regions if regions else None
+
+    @property
+    def output_channels(self) -> int:
+        """The network's output channels: one per region, else one per class."""
+        return self.num_classes if self.regions is None else len(self.regions)
 
     def _read_list(self, list_path: Path) -> list[dict[str, Any]]:
         if not list_path.is_file():

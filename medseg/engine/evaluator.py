@@ -1,5 +1,8 @@
 """Whole-volume evaluation of a torch model: sliding window, argmax, per-class metrics.
 
+A dataset trained on regions (`regions: true`) is scored per region (`score_regions`) on the
+label maps its region predictions convert back to.
+
 Scores are computed in one of two spaces:
 
 - "original": the prediction is mapped back onto the scan's own grid (probabilities resampled,
@@ -26,7 +29,13 @@ from medseg.inference.case import CasePipeline
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.torch_predictor import TorchPredictor
 from medseg.metrics.folder import read_label_map
-from medseg.metrics.results import CaseError, CaseResult, EvaluationResult, score_case
+from medseg.metrics.results import (
+    CaseError,
+    CaseResult,
+    EvaluationResult,
+    score_case,
+    score_regions,
+)
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import PreprocessRecord
 from medseg.utils.vocabulary import EVAL_SPACES, choose
@@ -141,11 +150,13 @@ def score_cases(
     `medseg.metrics.score_case`, the function tools/evaluate.py scores files with.
     """
     model.eval()
+    regions = getattr(dataset, "regions", None)
     pipeline = CasePipeline(
         TorchPredictor(model, device, amp_dtype),
         settings,
         dataset.num_classes,
         largest_component=largest_component,
+        regions=regions,
     )
     class_ids = list(range(1, dataset.num_classes))
     scored: list[CaseResult] = []
@@ -157,16 +168,28 @@ def score_cases(
             predicted = pipeline.preprocessed(image, record, space)
             prediction, geometry = predicted.label, predicted.geometry
             reference = _reference(dataset, case_id, space, label, geometry)
-            result = score_case(
-                case_id,
-                prediction,
-                reference,
-                geometry.spacing,
-                class_ids,
-                metrics,
-                nsd_tolerance,
-                index,
-            )
+            if regions is None:
+                result = score_case(
+                    case_id,
+                    prediction,
+                    reference,
+                    geometry.spacing,
+                    class_ids,
+                    metrics,
+                    nsd_tolerance,
+                    index,
+                )
+            else:
+                result = score_regions(
+                    case_id,
+                    prediction,
+                    reference,
+                    geometry.spacing,
+                    regions,
+                    metrics,
+                    nsd_tolerance,
+                    index,
+                )
             if on_prediction is not None:
                 on_prediction(case_id, prediction, geometry)
         except (ValueError, OSError) as err:
@@ -184,8 +207,14 @@ def summarize_cases(
     errors: Sequence[CaseError],
     metrics: Sequence[str] = ("dice",),
 ) -> EvaluationResult:
-    """The `evaluate` result from all cases' scores, put in dataset order whatever their rank."""
+    """The `evaluate` result from all cases' scores, put in dataset order whatever their rank.
+
+    A region-trained dataset reports its regions (ids 1 .. R) instead of its classes.
+    """
+    regions = getattr(dataset, "regions", None)
     names = {i: dataset.class_names[i] for i in range(1, dataset.num_classes)}
+    if regions is not None:
+        names = regions.reported_names()
     return EvaluationResult.collect(scored, errors, names, metrics, space)
 
 

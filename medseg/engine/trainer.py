@@ -121,7 +121,10 @@ class Trainer:
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d)
         self.train_dataset = DATASETS.build(cfg.train_dataset)
-        self.losses = build_losses(cfg.loss, getattr(self.train_dataset, "ignore_index", None))
+        self.regions = getattr(self.train_dataset, "regions", None)
+        self.losses = build_losses(
+            cfg.loss, getattr(self.train_dataset, "ignore_index", None), self.regions
+        )
         for loss in self.losses["types"]:
             loss.to(self.device)
         self.optimizer = build_optimizer(cfg.optimizer, self.model, cfg.learning_rate)
@@ -208,10 +211,23 @@ class Trainer:
     def _check_classes(self) -> None:
         model_classes = getattr(self.model, "num_classes", None)
         data_classes = self.train_dataset.num_classes
-        if model_classes is not None and model_classes != data_classes:
+        if self.regions is not None:
+            if model_classes is not None and model_classes != len(self.regions):
+                raise ValueError(
+                    f"model.num_classes is {model_classes} but train_dataset trains "
+                    f"{len(self.regions)} regions {list(self.regions.names)} (regions: true): "
+                    f"one output channel per region ({self.cfg.path})"
+                )
+        elif model_classes is not None and model_classes != data_classes:
             raise ValueError(
                 f"model.num_classes is {model_classes} but train_dataset has {data_classes} "
                 f"classes ({self.cfg.path})"
+            )
+        val_regions = getattr(self.val_dataset, "regions", None)
+        if self.val_dataset is not None and val_regions != self.regions:
+            raise ValueError(
+                f"train_dataset and val_dataset must agree on regions (regions: true on both, "
+                f"same dataset.json regions) ({self.cfg.path})"
             )
 
     def _resume(self) -> None:

@@ -5,6 +5,8 @@ drive it with a torch predictor, the deploy runner and `Segmenter` with onnxrunt
 is the score of the file a user gets. Steps: preprocessing (from a scan) → streaming sliding
 window → softmax → back-mapping onto the scan's grid by a running argmax (`SlabBackMapper`) →
 largest-component filter. The class-channel buffers span one band of windows, never the scan.
+A region-trained model (`regions`) has one sigmoid channel per region: sigmoid instead of
+softmax, and the back-mapping paints the resampled regions in order (`Regions.paint`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.sliding_window import (
     sliding_window_inference,
+    sigmoid,
     sliding_window_slabs,
     softmax,
 )
@@ -32,6 +35,7 @@ from medseg.preprocessing.pipeline import (
     preprocessed_geometry,
 )
 from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.regions import Regions
 from medseg.utils.vocabulary import EVAL_SPACES, label_dtype
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -79,10 +83,13 @@ class CasePipeline:
     Args:
         predictor: Maps a float32 batch `(B, C, z, y, x)` to `(B, K, z, y, x)`.
         settings: Sliding-window settings (window, overlap, blending, mirror axes).
-        num_classes: K, background included.
-        output: What the predictor returns: "logits" (softmax applied here) or "probabilities".
+        num_classes: K, background included (the label map's classes).
+        output: What the predictor returns: "logits" (softmax, or sigmoid with regions, applied
+            here) or "probabilities".
         largest_component: Class ids reduced to their largest connected component.
         backend: "numpy" or "cupy", for the back-mapping passes.
+        regions: The regions a region-trained predictor returns, one channel each (None: K
+            class channels).
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class CasePipeline:
         output: str = "logits",
         largest_component: Sequence[int] = (),
         backend: str = "numpy",
+        regions: Regions | None = None,
     ):
         if output not in OUTPUT_KINDS:
             raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
@@ -102,6 +110,8 @@ class CasePipeline:
         self.output = output
         self.largest_component = tuple(largest_component)
         self.backend = backend
+        self.regions = regions
+        self.channels = num_classes if regions is None else len(regions)
 
     def _slabs(
         self, image: np.ndarray, timer: StageTimer | None
@@ -116,7 +126,7 @@ class CasePipeline:
             batch_size=settings.batch_size,
             gaussian=settings.gaussian,
             tta_axes=settings.tta_axes,
-            num_classes=self.num_classes,
+            num_classes=self.channels,
         )
         while True:
             with stage(timer, "inference"):
@@ -156,14 +166,20 @@ class CasePipeline:
         if space == "preprocessed":
             label = np.empty(image.shape[1:], dtype=label_dtype(self.num_classes - 1))
             for start, slab in self._slabs(image, timer):
-                label[start : start + slab.shape[1]] = slab.argmax(axis=0)
+                planes = slice(start, start + slab.shape[1])
+                if self.regions is None:
+                    label[planes] = slab.argmax(axis=0)  # the softmax keeps the argmax
+                if probabilities or self.regions is not None:
+                    slab = self._probabilities(slab)
+                if self.regions is not None:
+                    label[planes] = self.regions.to_labels(slab)
                 if probabilities:
-                    kept.append(self._probabilities(slab).copy())
+                    kept.append(slab.copy())
             with stage(timer, "postprocess"):
                 maps = np.concatenate(kept, axis=1) if probabilities else None
                 label = self._finish(label)
             return CasePrediction(label, preprocessed_geometry(record), maps)
-        mapper = SlabBackMapper(record, self.num_classes, self.backend)
+        mapper = SlabBackMapper(record, self.channels, self.backend, self.regions)
         for start, slab in self._slabs(image, timer):
             slab = self._probabilities(slab)
             if probabilities:
@@ -172,13 +188,19 @@ class CasePipeline:
         with stage(timer, "postprocess"):
             maps = None
             if probabilities:
-                maps = invert_probabilities(np.concatenate(kept, axis=1), record, self.backend)
+                background = 0 if self.regions is None else None  # regions: 0 outside the box
+                maps = np.concatenate(kept, axis=1)
+                maps = invert_probabilities(maps, record, self.backend, background)
             label = self._finish(mapper.result())
         return CasePrediction(label, record.geometry, maps)
 
     def _probabilities(self, slab: np.ndarray) -> np.ndarray:
-        """Softmax of a logits slab, in place (the slab is the blender's own band)."""
-        return softmax(slab, axis=0, out=slab) if self.output == "logits" else slab
+        """Softmax (sigmoid with regions) of a logits slab, in place (the blender's own band)."""
+        if self.output != "logits":
+            return slab
+        if self.regions is not None:
+            return sigmoid(slab, out=slab)
+        return softmax(slab, axis=0, out=slab)
 
     def preprocess(
         self,

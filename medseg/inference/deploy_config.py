@@ -9,6 +9,9 @@ Written by `export.py`, read by `deploy/python/infer.py`. Keys:
   optional, default fp32).
 - `modalities`: one name per input channel, in channel order (`<case>_0000` is the first).
 - `classes`: `{id: name}` for ids 0 (background) .. num_classes − 1.
+- `regions` (optional, region-based training): `[{"name", "labels": [ids]}]`; the graph then
+  returns one sigmoid channel per region (logits, or probabilities after the sigmoid) and the
+  runner paints them back to label ids in order (`medseg.preprocessing.regions`).
 - `recipe`: the preprocessing recipe of the training data (`Recipe.to_dict()`).
 - `inference`: sliding-window settings, same keys as a training config's `inference:`.
 - `postprocess`: `largest_component`: class ids whose prediction is reduced to its largest
@@ -29,6 +32,7 @@ from medseg.cvlibs.errors import ConfigError, checked
 from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.regions import Regions, optional_regions
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.vocabulary import positive_int
 
@@ -40,6 +44,7 @@ TOP_KEYS = (
     "model",
     "modalities",
     "classes",
+    "regions",
     "recipe",
     "inference",
     "postprocess",
@@ -55,13 +60,15 @@ class DeployConfig:
         model_path: The ONNX file (absolute, resolved against deploy.yaml's folder).
         output: "logits" or "probabilities": what the graph returns.
         input_channels: Channels the model takes.
-        num_classes: Classes it predicts, background included.
+        num_classes: Classes of the label maps it predicts, background included.
         opset: ONNX opset of the graph.
         precision: "fp32" or "fp16" (weights and activations; inputs and outputs are float32).
         modalities: One name per input channel.
         classes: Class names by id.
         recipe: The training data's preprocessing.
         inference: Sliding-window settings.
+        regions: The regions a region-trained graph returns, one channel each (None: one
+            channel per class).
         largest_component: Class ids post-processed to their largest connected component.
         medseg_version: Version that wrote the file.
         source: Free-form provenance (config and weights exported).
@@ -80,9 +87,17 @@ class DeployConfig:
     largest_component: tuple[int, ...] = ()
     medseg_version: str = ""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    regions: Regions | None = None
+
+    def channel_names(self) -> list[str]:
+        """The name of each output channel: the regions', else the classes' in id order."""
+        if self.regions is not None:
+            return list(self.regions.names)
+        return [self.classes[i] for i in range(self.num_classes)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict; the model file is stored by name (it sits beside deploy.yaml)."""
+        regions = {} if self.regions is None else {"regions": self.regions.to_list()}
         return {
             "medseg_version": self.medseg_version,
             "model": {
@@ -95,6 +110,7 @@ class DeployConfig:
             },
             "modalities": list(self.modalities),
             "classes": dict(self.classes),
+            **regions,
             "recipe": self.recipe.to_dict(),
             "inference": self.inference.to_dict(),
             "postprocess": {"largest_component": list(self.largest_component)},
@@ -207,4 +223,5 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
         ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
         source=dict(data.get("source") or {}),
+        regions=optional_regions(data.get("regions"), range(num_classes), where),
     )

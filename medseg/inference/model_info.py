@@ -6,7 +6,8 @@ Written by training beside the weights, read by export.py, so a model exports on
 from its own folder, without the preprocessed dataset. Keys: `medseg_version`, `input_channels`,
 `num_classes`, `modalities` (one name per channel), `classes` (`{id: name}`), `recipe` (the
 preprocessing recipe, `Recipe.to_dict()`, or null when the dataset recorded none), `inference`
-(sliding-window settings) and `postprocess` (`largest_component`), as in deploy.yaml.
+(sliding-window settings), `postprocess` (`largest_component`) and `regions` (the regions of a
+region-trained model, or null), as in deploy.yaml.
 
 Checkpoints written before this file existed still load: `model_info_for` falls back to the
 config and the training dataset's dataset.json, with a log line saying so.
@@ -27,6 +28,7 @@ from medseg.inference.deploy_config import check_keys, class_names, model_positi
 from medseg.inference.postprocess import postprocess_settings
 from medseg.inference.settings import InferenceSettings, inference_settings
 from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.regions import Regions, optional_regions
 from medseg.utils.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ KEYS = (
     "recipe",
     "inference",
     "postprocess",
+    "regions",
 )
 
 
@@ -50,13 +53,14 @@ class ModelInfo:
 
     Attributes:
         input_channels: Channels the model takes.
-        num_classes: Classes it predicts, background included.
+        num_classes: Classes of the label maps it predicts, background included.
         modalities: One name per input channel.
         classes: Class names by id, 0 .. num_classes - 1.
         recipe: The training data's preprocessing, or None when the dataset recorded none.
         inference: Sliding-window settings of the training config.
         largest_component: Class ids post-processed to their largest connected component.
         medseg_version: Version that wrote the file.
+        regions: The regions it predicts, one output channel each (None: one per class).
     """
 
     input_channels: int
@@ -67,6 +71,7 @@ class ModelInfo:
     inference: InferenceSettings
     largest_component: tuple[int, ...] = ()
     medseg_version: str = __version__
+    regions: Regions | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (class ids as strings, JSON's only key type)."""
@@ -79,6 +84,7 @@ class ModelInfo:
             "recipe": None if self.recipe is None else self.recipe.to_dict(),
             "inference": self.inference.to_dict(),
             "postprocess": {"largest_component": list(self.largest_component)},
+            "regions": None if self.regions is None else self.regions.to_list(),
         }
 
     def to_json(self) -> str:
@@ -94,15 +100,18 @@ class ModelInfo:
         """Collect the facts from a training config and its model (reads dataset.json)."""
         from medseg.cvlibs import DATASETS
 
-        description = DATASETS.build(cfg.train_dataset).description
+        dataset = DATASETS.build(cfg.train_dataset)
+        description, regions = dataset.description, dataset.regions
+        num_classes = model.num_classes if regions is None else dataset.num_classes
         return cls(
             input_channels=model.in_channels,
-            num_classes=model.num_classes,
+            num_classes=num_classes,
             modalities=tuple(description.modalities),
-            classes=dict(enumerate(description.class_names(model.num_classes))),
+            classes=dict(enumerate(description.class_names(num_classes))),
             recipe=description.recipe,
             inference=cfg.inference,
             largest_component=cfg.postprocess.largest_component,
+            regions=regions,
         )
 
 
@@ -139,6 +148,7 @@ def load_model_info(path: str | os.PathLike) -> ModelInfo:
             data.get("postprocess"), num_classes, where
         ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
+        regions=optional_regions(data.get("regions"), range(num_classes), where),
     )
 
 

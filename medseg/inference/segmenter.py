@@ -76,7 +76,12 @@ class Segmenter:
         self.predictor = OnnxPredictor(self.deploy.model_path, device, threads)
         ids = self.deploy.largest_component if largest_component is None else largest_component
         self.pipeline = CasePipeline(
-            self.predictor, settings, self.deploy.num_classes, self.deploy.output, ids
+            self.predictor,
+            settings,
+            self.deploy.num_classes,
+            self.deploy.output,
+            ids,
+            regions=self.deploy.regions,
         )
 
     @property

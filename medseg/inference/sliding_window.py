@@ -37,6 +37,15 @@ def softmax(x: np.ndarray, axis: int = 0, out: np.ndarray | None = None) -> np.n
     return shifted
 
 
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic sigmoid per element (region logits → region probabilities); `out` as in softmax."""
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives exactly 0
+        result = np.negative(x, out=out)
+        np.exp(result, out=result)
+    result += 1
+    return np.reciprocal(result, out=result)
+
+
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     """Start indices along one axis: evenly spread, first at 0, last at `size - patch`.
 

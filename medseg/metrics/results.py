@@ -13,11 +13,15 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medseg.metrics.aggregate import summarize
 from medseg.metrics.case import compute_case_metrics
+
+if TYPE_CHECKING:
+    from medseg.preprocessing.regions import Regions
 
 BASE_COLUMNS = ("case", "class_id", "class_name")
 
@@ -75,6 +79,38 @@ def score_case(
         int(row["class_id"]): {k: float(v) for k, v in row.items() if k != "class_id"}
         for row in rows
     }
+    return CaseResult(case, scores, index)
+
+
+def score_regions(
+    case: str,
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    spacing: Sequence[float],
+    regions: Regions,
+    metrics: Sequence[str],
+    nsd_tolerance: float | None = None,
+    index: int = 0,
+) -> CaseResult:
+    """Score two label maps region by region (region r reported as id r + 1).
+
+    Region-based training is judged on its regions (BraTS: whole tumour, tumour core,
+    enhancing), each the union of its label ids in both maps, scored as one foreground class.
+    """
+    scores = {}
+    pairs = zip(regions.to_masks(prediction), regions.to_masks(reference), strict=True)
+    for k, (predicted, expected) in enumerate(pairs):
+        one = score_case(
+            case,
+            predicted.view(np.uint8),
+            expected.view(np.uint8),
+            spacing,
+            [1],
+            metrics,
+            nsd_tolerance,
+            index,
+        )
+        scores[k + 1] = one.scores[1]
     return CaseResult(case, scores, index)
 
 

@@ -44,6 +44,7 @@ from medseg.preprocessing.configgen import (
     config_stem,
     dataset_config,
     model_configs,
+    output_channels,
     run_config,
     write_configs,
 )
@@ -357,13 +358,16 @@ def _time_models(
     from medseg.engine.step_timer import seconds_per_iteration
 
     patch = description.plan["patch_size"]
+    regions = description.regions
     config = dataset_config(
         str(output_dir.resolve()),
         len(description.labels),
         patch,
         ignore_labels=bool(description.label_rules.ignore_labels),
+        regions=regions is not None,
     )
-    models = model_configs(len(description.modalities), len(description.labels), training.widths)
+    channels = output_channels(len(description.labels), regions)
+    models = model_configs(len(description.modalities), channels, training.widths)
     device = select_device(training.device)
     (folder / "dataset.yml").write_text(yaml.safe_dump(config))
     seconds = {}
@@ -419,6 +423,7 @@ def _write_plan_configs(
         notes=notes,
         base=base,
         ignore_labels=bool(description.label_rules.ignore_labels),
+        regions=description.regions,
     )
     for path, what in done.items():
         if what == "kept":

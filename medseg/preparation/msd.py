@@ -16,6 +16,10 @@ Tasks: 01 BrainTumour, 02 Heart, 03 Liver, 04 Hippocampus, 05 Prostate, 06 Lung,
 08 HepaticVessel, 09 Spleen, 10 Colon. Name one by number (9), name (Spleen) or folder name
 (Task09_Spleen). Configs go to configs/msd/<TaskNN_Name>/ unless --config_dir is given.
 
+Task01 BrainTumour is trained on BraTS's regions (region-based training, as nnU-Net does):
+whole tumour (edema, non-enhancing and enhancing tumour: ids 1, 2, 3), tumour core (2, 3) and
+enhancing tumour (3); they are written into dataset.json and the generated configs use them.
+
 Example:
   medseg-prepare msd 9
   python train.py --config configs/msd/Task09_Spleen/vnet_task09_spleen_<patch>_<iters>.yml
@@ -23,8 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from medseg.preparation import driver
+from medseg.preprocessing.cases import RawDataset
 from medseg.preprocessing.formats.msd import read_msd_task
+from medseg.preprocessing.regions import Regions
 
 MIRROR = "https://msd-for-monai.s3-us-west-2.amazonaws.com"
 # Task folder -> MD5 of its tar on the mirror (as published with MONAI's DecathlonDataset).
@@ -40,6 +48,25 @@ TASKS = {
     "Task09_Spleen": "410d4a301da4e5b2f6f86ec3ddba524e",
     "Task10_Colon": "bad7a188931dc2f6acf72b08eb6202d0",
 }
+
+
+# Task folder -> its regions (region-based training), largest first.
+REGIONS = {
+    "Task01_BrainTumour": [
+        {"name": "whole_tumour", "labels": [1, 2, 3]},
+        {"name": "tumour_core", "labels": [2, 3]},
+        {"name": "enhancing_tumour", "labels": [3]},
+    ],
+}
+
+
+def read_task(raw_dir: str, folder: str) -> RawDataset:
+    """The task's raw cases, with its regions when it has some (`REGIONS`)."""
+    raw = read_msd_task(raw_dir, folder)
+    if folder not in REGIONS:
+        return raw
+    regions = Regions.from_list(REGIONS[folder], raw.labels, f"the regions of {folder}")
+    return dataclasses.replace(raw, regions=regions)
 
 
 def task_folder(task: str) -> str:
@@ -65,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     return driver.run(
         args,
         folder,
-        lambda raw_dir: read_msd_task(raw_dir, folder),
+        lambda raw_dir: read_task(raw_dir, folder),
         sources=[source],
         config_dir=driver.REPO / "configs" / "msd" / folder,
     )

@@ -8,6 +8,10 @@ a few float32 planes of the scan, never a K-channel copy of the scan. Resampling
 an output plane needs two input planes along that axis; the planes are computed by the same
 passes as a whole-volume resample (`linear_planes`), and the labels equal
 `invert_probabilities(...).argmax(0)` exactly (ties keep the lower class id, as `argmax` does).
+
+Region probabilities (region-based training) are reduced by painting instead: each resampled
+region paints its label where it exceeds one half, in order (`Regions.paint`), which equals
+`regions.to_labels(invert_probabilities(...))`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from medseg.utils.vocabulary import label_dtype
 
 if TYPE_CHECKING:
     from medseg.preprocessing.pipeline import PreprocessRecord
+    from medseg.preprocessing.regions import Regions
 
 # Output voxels per running-argmax step: its float32 planes (current class, best so far) stay
 # within a few tens of MB and in cache-friendly blocks.
@@ -34,17 +39,28 @@ class SlabBackMapper:
 
     Args:
         record: The case's preprocessing record.
-        num_classes: K.
+        num_classes: K, the channels (with `regions`: one per region).
         backend: "numpy" or "cupy", for the resampling passes.
+        regions: The channels are these regions' probabilities (None: class probabilities).
     """
 
-    def __init__(self, record: PreprocessRecord, num_classes: int, backend: str = "numpy"):
+    def __init__(
+        self,
+        record: PreprocessRecord,
+        num_classes: int,
+        backend: str = "numpy",
+        regions: Regions | None = None,
+    ):
+        if regions is not None and len(regions) != num_classes:
+            raise ValueError(f"{num_classes} channels for {len(regions)} regions")
         self.record = record
         self.num_classes = num_classes
         self.backend = backend
+        self.regions = regions
         self.depth = record.shape_after_resample[0]
         self.lower, self.upper = axis0_taps(self.depth, record.shape_after_crop[0])
-        self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(num_classes - 1))
+        highest = num_classes - 1 if regions is None else regions.highest_id
+        self.label = np.zeros(record.shape_after_crop, dtype=label_dtype(highest))
         self._held: np.ndarray | None = None  # earlier input planes still needed
         self._held_start = 0
         self._slab: np.ndarray | None = None  # the slab being reduced
@@ -92,7 +108,7 @@ class SlabBackMapper:
         return np.concatenate([held, slab[:, : high - first]], axis=1)
 
     def _reduce(self, stop: int) -> None:
-        """Write output planes `_done .. stop` by a running argmax over the classes."""
+        """Write output planes `_done .. stop` by a running argmax (or region painting)."""
         plane = int(np.prod(self.label.shape[1:]))
         step = max(1, STEP_VOXELS // max(plane, 1))
         shape = self.record.shape_after_crop
@@ -104,6 +120,9 @@ class SlabBackMapper:
             out = self.label[first:last]
             for k, channel in enumerate(slab):
                 score = linear_planes(channel, self.depth, shape, (first, last), lo, self.backend)
+                if self.regions is not None:
+                    self.regions.paint(out, k, score)  # out starts as background
+                    continue
                 if best is None:
                     best = np.array(score, dtype=np.float32)
                     out[...] = k

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE, Geometry, read_case, read_volume
+from medseg.preprocessing.regions import Regions
 from medseg.utils.vocabulary import IGNORE_INDEX, label_dtype
 
 
@@ -38,6 +39,8 @@ class RawDataset:
         problems: Cases that cannot be prepared (e.g. an image without its label), with why.
         ignore_labels: Raw ids the dataset itself marks "not annotated" (nnU-Net's `ignore`
             label); they become `IGNORE_INDEX` like the `ignore_labels` option.
+        regions: The regions of region-based training over the (final) label ids, written
+            into dataset.json (`medseg.preprocessing.regions.Regions`), or None.
     """
 
     name: str
@@ -46,6 +49,7 @@ class RawDataset:
     cases: dict[str, CaseFiles]
     problems: dict[str, str] = dataclasses.field(default_factory=dict)
     ignore_labels: tuple[int, ...] = ()
+    regions: Regions | None = None
 
 
 def check_labels(labels: Mapping[int, str], source: str) -> dict[int, str]:

@@ -4,7 +4,9 @@ Files in `config_dir`, following the repository's three levels, one set per plan
 rerun with another plan never changes what an older file trains:
 
 - `<name>_<z>_<y>_<x>.yml`: data (MedicalDataset on the prepared folder), the planned patch as
-  the training crop and the inference window, augmentation, optimizer, schedule and loss;
+  the training crop and the inference window, augmentation, optimizer, schedule and loss (for a
+  dataset that declares regions: region-based training, `regions: true` with sigmoid BCE + Dice
+  per region, nnU-Net's region loss, and one output channel per region);
 - `vnet_…`, `unet3d_…` and `resencunet_<name>_<z>_<y>_<x>_<iters>.yml`: the model sized for the
   device with its deep-supervision loss weights, the batch size and the iterations.
 
@@ -25,6 +27,7 @@ from typing import Any
 import yaml
 
 from medseg.preprocessing.planning import TrainingPlan
+from medseg.preprocessing.regions import Regions
 from medseg.utils.atomic import write_text_atomic
 from medseg.utils.vocabulary import IGNORE_INDEX
 
@@ -71,12 +74,17 @@ def dataset_config(
     base: str | None = None,
     ignore_labels: bool = False,
     target_spacing: Sequence[float] | None = None,
+    regions: bool = False,
 ) -> dict[str, Any]:
     """The dataset-level config as a dict (see the module docstring)."""
     crop = {"type": "RandomCrop3D", "size": list(patch_size), "fg_prob": 0.33}
     if ignore_labels:
         crop["ignore_index"] = IGNORE_INDEX
     dataset = {"type": "MedicalDataset", "dataset_root": dataset_root, "num_classes": num_classes}
+    losses: list[dict[str, Any]] = [{"type": "CrossEntropyLoss"}, {"type": "DiceLoss"}]
+    if regions:
+        dataset["regions"] = True
+        losses = [{"type": "BCELoss"}, {"type": "DiceLoss", "sigmoid_norm": True}]
     config: dict[str, Any] = {"_base_": base} if base else {}
     config.update(
         train_dataset={
@@ -108,7 +116,7 @@ def dataset_config(
             "types": [
                 {
                     "type": "MixedLoss",
-                    "losses": [{"type": "CrossEntropyLoss"}, {"type": "DiceLoss"}],
+                    "losses": losses,
                     "coef": [1, 1],
                 }
             ],
@@ -143,6 +151,11 @@ def model_configs(
         "unet3d": {"model": {**unet, **native}, "loss": {"coef": deep_supervision_weights(3)}},
         "resencunet": {"model": resenc, "loss": {"coef": deep_supervision_weights(stages - 1)}},
     }
+
+
+def output_channels(num_classes: int, regions: Regions | None) -> int:
+    """The networks' `num_classes`: one output per region, else one per class."""
+    return num_classes if regions is None else len(regions)
 
 
 def run_config(node: dict[str, Any], batch_size: int, iters: int) -> dict[str, Any]:
@@ -213,6 +226,7 @@ def write_configs(
     notes: dict[str, str] | None = None,
     base: str | None = None,
     ignore_labels: bool = False,
+    regions: Regions | None = None,
 ) -> dict[Path, str]:
     """Write the dataset file and the VNet, UNet3D and ResEncUNet model files.
 
@@ -229,6 +243,7 @@ def write_configs(
         notes: One comment line per model file prefix (e.g. the measured step time).
         base: `_base_` of the dataset file (e.g. the global configs), or None.
         ignore_labels: Whether the labels hold the ignore id 255.
+        regions: The dataset's regions: region-based training (None: softmax over classes).
 
     Returns:
         What `write_config` did, by path: the dataset file first, then the model files.
@@ -245,10 +260,17 @@ def write_configs(
     dataset_file = config_dir / f"{stem}.yml"
     spacing = (plan or {}).get("target_spacing")
     config = dataset_config(
-        dataset_root, num_classes, patch_size, base, ignore_labels, target_spacing=spacing
+        dataset_root,
+        num_classes,
+        patch_size,
+        base,
+        ignore_labels,
+        target_spacing=spacing,
+        regions=regions is not None,
     )
     done = {dataset_file: write_config(dataset_file, header, config)}
-    for prefix, node in model_configs(in_channels, num_classes, training.widths).items():
+    channels = output_channels(num_classes, regions)
+    for prefix, node in model_configs(in_channels, channels, training.widths).items():
         path = config_dir / f"{prefix}_{stem}_{iters[prefix]}.yml"
         kind = node["model"]["type"]
         lines = [f"# Generated: the {kind} model for '{name}', {training.device} plan."]

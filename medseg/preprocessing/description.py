@@ -4,6 +4,8 @@ Written by preparation (`medseg.preprocessing.prepare`), read by `MedicalDataset
 export and the tools. Keys (all optional, so a hand-made or MedicalSeg-era file still loads):
 
 - `name`, `modalities` (one per channel), `labels` (`{"id": name}`), `num_classes`;
+- `regions` (region-based training: `[{"name", "labels": [ids]}]` in painting order, see
+  `medseg.preprocessing.regions`);
 - `recipe` (`Recipe.to_dict()`), `label_rules` (`LabelRules.to_dict()`);
 - `seed`, `val_fraction`, `test_fraction`, `splits` (`{"train", "val", "test"}`: case ids),
   `folds` (a list of `{"train", "val"}`), `failed_cases` (`{case: why}`);
@@ -30,6 +32,7 @@ from medseg.cvlibs.errors import ConfigError
 from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.pipeline import PreprocessRecord
 from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.regions import Regions, optional_regions
 from medseg.utils.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -128,6 +131,7 @@ class DatasetDescription:
         modalities: One name per input channel.
         labels: Class names by id, background included.
         num_classes: Classes including background as recorded (None: not recorded).
+        regions: The regions of region-based training (None: the dataset declares none).
         recipe: The preprocessing recipe (None: not recorded, e.g. a MedicalSeg-made dataset).
         label_rules: How raw label ids became training ids.
         seed: Split seed.
@@ -146,6 +150,7 @@ class DatasetDescription:
     modalities: tuple[str, ...] = ()
     labels: dict[int, str] = dataclasses.field(default_factory=dict)
     num_classes: int | None = None
+    regions: Regions | None = None
     recipe: Recipe | None = None
     label_rules: LabelRules = dataclasses.field(default_factory=LabelRules)
     seed: int = 0
@@ -190,6 +195,10 @@ class DatasetDescription:
             "modalities": list(self.modalities),
             "labels": {str(i): n for i, n in sorted(self.labels.items())},
             "num_classes": len(self.labels) if self.num_classes is None else self.num_classes,
+        }
+        if self.regions is not None:
+            data["regions"] = self.regions.to_list()
+        data |= {
             "recipe": None if self.recipe is None else self.recipe.to_dict(),
             "label_rules": self.label_rules.to_dict(),
             "seed": self.seed,
@@ -219,12 +228,14 @@ class DatasetDescription:
             raise ConfigError(
                 f"expected a mapping at the top level, got {type(data).__name__}", where
             )
+        labels = _labels(data.get("labels"), where)
         return cls(
             root=root,
             name=_string(data, "name", where),
             modalities=_strings(data.get("modalities"), where, "modalities"),
-            labels=_labels(data.get("labels"), where),
+            labels=labels,
             num_classes=_count(data.get("num_classes"), where),
+            regions=optional_regions(data.get("regions"), labels or None, where),
             recipe=_recipe(data.get("recipe"), where),
             label_rules=_label_rules(data.get("label_rules"), where),
             seed=_integer(data.get("seed", 0), where, "seed"),

@@ -223,12 +223,16 @@ def invert_label(label: np.ndarray, record: PreprocessRecord, backend: str = "nu
 
 
 def invert_probabilities(
-    probabilities: np.ndarray, record: PreprocessRecord, backend: str = "numpy"
+    probabilities: np.ndarray,
+    record: PreprocessRecord,
+    backend: str = "numpy",
+    background: int | None = 0,
 ) -> np.ndarray:
     """Map (K, Z, Y, X) class probabilities back onto the original grid (float32).
 
-    Each class map is resampled linearly; outside the crop box class 0 (background) gets 1 and
-    the others 0. Take the argmax over axis 0 afterwards for a label map.
+    Each class map is resampled linearly; outside the crop box channel `background` gets 1 and
+    the others 0 (`background=None`, for region probabilities: all 0). Take the argmax over
+    axis 0 afterwards for a label map.
     """
     if probabilities.ndim != 4:
         raise ValueError(
@@ -238,7 +242,9 @@ def invert_probabilities(
     resampled = resample_image(probabilities, record.shape_after_crop, 1, backend)
     padded = np.stack(
         [
-            pad_from_box(channel, record.crop_box, record.shape_after_reorient, float(k == 0))
+            pad_from_box(
+                channel, record.crop_box, record.shape_after_reorient, float(k == background)
+            )
             for k, channel in enumerate(resampled)
         ]
     )

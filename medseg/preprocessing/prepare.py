@@ -55,6 +55,7 @@ from medseg.preprocessing.cases import (
     load_case,
 )
 from medseg.preprocessing.description import FILENAME, CaseEntry, DatasetDescription
+from medseg.preprocessing.regions import Regions
 from medseg.preprocessing.file_list import case_paths, write_list
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.options import PrepareOptions
@@ -374,6 +375,8 @@ def prepare_cases(
     remove_stale_temporaries(output_dir, ("", "images", "labels", "records", "folds"))
     (output_dir / FILENAME).unlink(missing_ok=True)  # its presence means the run finished
     labels = check_labels(dict(raw.labels), raw.name)
+    if raw.regions is not None:  # the regions must name the final ids (after --label_map)
+        Regions.from_list(raw.regions.to_list(), labels, f"the regions of {raw.name}")
     failed = dict(raw.problems)
     planned_splits, planned_folds = _draw_splits(set(raw.cases) | set(failed), settings)
     key = json.dumps(
@@ -395,6 +398,7 @@ def prepare_cases(
         modalities=tuple(raw.modalities),
         labels=labels,
         num_classes=len(labels),
+        regions=raw.regions,
         recipe=recipe,
         label_rules=rules,
         seed=settings.seed,

@@ -17,8 +17,9 @@ class BCELoss(nn.Module):
     """Sigmoid binary cross-entropy, averaged over the channels of every non-ignored voxel.
 
     With one output channel the target is `label > 0` (foreground vs background); with C > 1
-    channels it is the one-hot label map, each channel an independent yes/no. If every voxel
-    is ignored the loss is 0.
+    channels it is the one-hot label map, each channel an independent yes/no; in region-based
+    training (`regions`, set from the training data by `build_losses`) channel r is region r.
+    If every voxel is ignored the loss is 0.
 
     Args:
         ignore_index: Label id that contributes nothing, or None.
@@ -31,6 +32,7 @@ class BCELoss(nn.Module):
     ):
         super().__init__()
         self.ignore_index = ignore_index
+        self.regions = None  # medseg.preprocessing.regions.Regions in region-based training
         if pos_weight is None or isinstance(pos_weight, int | float):
             self.pos_weight = pos_weight
         else:
@@ -42,7 +44,9 @@ class BCELoss(nn.Module):
         check_inputs(logits, labels, name)
         logits = logits.float()
         num_classes = logits.shape[1]
-        target, mask = encode_targets(labels, num_classes, self.ignore_index, logits.dtype, name)
+        target, mask = encode_targets(
+            labels, num_classes, self.ignore_index, logits.dtype, name, self.regions
+        )
         loss = F.binary_cross_entropy_with_logits(
             logits, target, pos_weight=self._pos_weight(logits), reduction="none"
         )

@@ -8,13 +8,16 @@ outputs (deep supervision) and returns per-term values for the train log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from medseg.models.losses.mixed import named_terms
+
+if TYPE_CHECKING:
+    from medseg.preprocessing.regions import Regions
 
 
 def check_inputs(logits: Tensor, labels: Tensor, loss_name: str) -> None:
@@ -34,11 +37,16 @@ def check_inputs(logits: Tensor, labels: Tensor, loss_name: str) -> None:
 
 
 def check_label_range(
-    labels: Tensor, num_classes: int, ignore_index: int | None, loss_name: str
+    labels: Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    loss_name: str,
+    why: str | None = None,
 ) -> None:
     """Raise `ValueError` naming the offending ids unless labels lie in `[0, C)` or are ignored.
 
     Costs one device sync; it turns CUDA's opaque device-side assert into a readable error.
+    `why` says where C comes from (default: the logits' channels).
     """
     bad = (labels < 0) | (labels >= num_classes)
     if ignore_index is not None:
@@ -47,7 +55,8 @@ def check_label_range(
         found = torch.unique(labels[bad]).tolist()[:10]
         raise ValueError(
             f"{loss_name}: labels contain ids {found} outside 0..{num_classes - 1} "
-            f"(the logits have {num_classes} channels) and ignore_index={ignore_index}"
+            f"({why or f'the logits have {num_classes} channels'}) and "
+            f"ignore_index={ignore_index}"
         )
 
 
@@ -59,16 +68,34 @@ def keep_mask(labels: Tensor, ignore_index: int | None) -> Tensor:
 
 
 def encode_targets(
-    labels: Tensor, num_classes: int, ignore_index: int | None, dtype: torch.dtype, loss_name: str
+    labels: Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    dtype: torch.dtype,
+    loss_name: str,
+    regions: Regions | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Encode `(N, *spatial)` labels as `(N, C, *spatial)` targets and a `(N, 1, *spatial)` mask.
 
-    With C > 1 the targets are the one-hot label map (ids checked to lie in `[0, C)`); with one
-    channel, that channel is the foreground and the target is `label > 0`. The mask is 0 on
-    voxels equal to `ignore_index`, whose targets are all zero.
+    With `regions` (region-based training) channel r is the mask of region r (its label ids,
+    `Regions.membership`); otherwise with C > 1 the targets are the one-hot label map (ids
+    checked to lie in `[0, C)`), and with one channel, that channel is the foreground and the
+    target is `label > 0`. The mask is 0 on voxels equal to `ignore_index`, whose targets are
+    all zero.
     """
     keep = keep_mask(labels, ignore_index)
     mask = keep.unsqueeze(1).to(dtype)
+    if regions is not None:
+        if num_classes != len(regions):
+            raise ValueError(
+                f"{loss_name}: the logits have {num_classes} channels but the training data "
+                f"has {len(regions)} regions {list(regions.names)}"
+            )
+        highest = regions.highest_id
+        check_label_range(labels, highest + 1, ignore_index, loss_name, "the regions' ids")
+        safe = torch.where(keep, labels, torch.zeros_like(labels)).long()
+        table = torch.as_tensor(regions.membership(), device=labels.device)
+        return table[:, safe].movedim(0, 1).to(dtype) * mask, mask
     if num_classes == 1:
         return ((labels > 0) & keep).unsqueeze(1).to(dtype), mask
     check_label_range(labels, num_classes, ignore_index, loss_name)

@@ -20,7 +20,9 @@ class DiceLoss(nn.Module):
     apply); voxels equal to `ignore_index` are dropped from every sum. Per-sample dice
     (default) sums over each sample's voxels and averages over samples and classes; batch dice
     sums over the whole batch first (nnU-Net's `batch_dice`), which is steadier when a class is
-    absent from some patches. A class absent from both prediction and labels scores 1.
+    absent from some patches. A class absent from both prediction and labels scores 1. In
+    region-based training (`regions`, set from the training data by `build_losses`; needs
+    `sigmoid_norm`) channel r is region r and every channel enters the mean.
 
     MedicalSeg's argument names are accepted: `weight` (per-class weights) here weights the
     mean over classes instead of scaling the intersection, and `sigmoid_norm` (MedicalSeg's
@@ -53,6 +55,7 @@ class DiceLoss(nn.Module):
         self.batch_dice = batch_dice
         self.weight = None if weight is None else [float(w) for w in weight]
         self.sigmoid_norm = sigmoid_norm
+        self.regions = None  # medseg.preprocessing.regions.Regions in region-based training
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Return the scalar loss for `(N, C, *spatial)` logits and `(N, *spatial)` labels."""
@@ -71,7 +74,9 @@ class DiceLoss(nn.Module):
             )
         logits = logits.float()
         probs = torch.sigmoid(logits) if self.sigmoid_norm else torch.softmax(logits, dim=1)
-        target, mask = encode_targets(labels, num_classes, self.ignore_index, probs.dtype, name)
+        target, mask = encode_targets(
+            labels, num_classes, self.ignore_index, probs.dtype, name, self.regions
+        )
         probs = probs * mask
         dims = tuple(range(2, logits.ndim))
         if self.batch_dice:
@@ -79,7 +84,8 @@ class DiceLoss(nn.Module):
         intersection = (probs * target).sum(dims)
         denominator = probs.sum(dims) + target.sum(dims)
         dice = (2 * intersection + self.smooth) / (denominator + self.smooth)
-        first = 0 if self.include_background or num_classes == 1 else 1
+        whole = self.include_background or num_classes == 1 or self.regions is not None
+        first = 0 if whole else 1
         dice = dice[..., first:]
         if self.weight is None:
             return 1 - dice.mean()

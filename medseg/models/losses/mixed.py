@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from medseg.cvlibs.registry import LOSSES
@@ -18,6 +20,26 @@ def set_default_ignore_index(loss: nn.Module, value: int | None) -> None:
     if isinstance(loss, MixedLoss):
         for member in loss.losses:
             set_default_ignore_index(member, value)
+
+
+def set_regions(loss: nn.Module, regions: Any) -> None:
+    """Make `loss` (every member of a MixedLoss) train `regions` (region-based training).
+
+    Raises:
+        ValueError: for a loss that cannot train overlapping regions (a softmax, e.g.
+            CrossEntropyLoss or DiceLoss without `sigmoid_norm`).
+    """
+    if isinstance(loss, MixedLoss):
+        for member in loss.losses:
+            set_regions(member, regions)
+        return
+    name = type(loss).__name__
+    if not hasattr(loss, "regions") or getattr(loss, "sigmoid_norm", True) is False:
+        raise ValueError(
+            f"{name} cannot train the dataset's regions {list(regions.names)}: they overlap, "
+            "so each needs its own sigmoid; use BCELoss and DiceLoss with sigmoid_norm: true"
+        )
+    loss.regions = regions
 
 
 def named_terms(loss: nn.Module, logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
