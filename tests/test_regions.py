@@ -144,10 +144,10 @@ def test_build_losses_gives_the_regions_and_refuses_a_softmax_loss(regions):
     loss = losses["types"][0]
     expected = loss(full, labels) + 0.5 * loss(half, labels[:, 1::2, 1::2, 1::2])
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    with pytest.raises(ValueError, match="3 channels but the training data has 3 regions|4 ch"):
+    with pytest.raises(ValueError, match="have 4 channels but the training data has 3 regions"):
         loss(torch.randn(1, 4, 8, 8, 8), labels)
     for bad in ({"type": "CrossEntropyLoss"}, {"type": "DiceLoss"}):
-        with pytest.raises(ConfigError, match="at key 'loss.types.0'.*own sigmoid"):
+        with pytest.raises(ConfigError, match=r"at key 'loss.types.0'.*own sigmoid"):
             build_losses({"types": [bad], "coef": [1]}, None, regions)
 
 

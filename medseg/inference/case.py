@@ -20,8 +20,8 @@ import numpy as np
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.settings import InferenceSettings
 from medseg.inference.sliding_window import (
-    sliding_window_inference,
     sigmoid,
+    sliding_window_inference,
     sliding_window_slabs,
     softmax,
 )

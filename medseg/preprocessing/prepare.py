@@ -55,13 +55,13 @@ from medseg.preprocessing.cases import (
     load_case,
 )
 from medseg.preprocessing.description import FILENAME, CaseEntry, DatasetDescription
-from medseg.preprocessing.regions import Regions
 from medseg.preprocessing.file_list import case_paths, write_list
 from medseg.preprocessing.io import GEOMETRY_TOLERANCE
 from medseg.preprocessing.options import PrepareOptions
 from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
+from medseg.preprocessing.regions import Regions
 from medseg.preprocessing.splits import kfold_cases, split_cases
 from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from medseg.utils.parallel import run_cases
