@@ -69,7 +69,8 @@ class CasePrediction:
     Attributes:
         label: Integer label map `(Z, Y, X)` on `geometry`'s grid, post-processed.
         geometry: The scan's own geometry ("original" space) or the preprocessed grid's.
-        probabilities: float32 `(K, Z, Y, X)` on the same grid when asked for, else None.
+        probabilities: float32 `(K, Z, Y, X)` on the same grid when asked for (region models:
+            one channel per region), else None.
     """
 
     label: np.ndarray
