@@ -20,6 +20,7 @@ COMMANDS = {  # command -> the script in the checkout that wraps it
     "medseg-infer": "deploy/python/infer.py",
     "medseg-prepare": "tools/prepare.py",
     "medseg-evaluate": "tools/evaluate.py",
+    "medseg-crossval": "tools/crossval.py",
 }
 
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from medseg.engine.evaluator import _reference
+from medseg.engine.evaluator import reference_label
 from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.io import Geometry, write_volume
 
@@ -18,7 +18,7 @@ def _reference_of(tmp_path, raw: np.ndarray, rules: LabelRules) -> np.ndarray:
     write_volume(raw, geometry, path)
     description = SimpleNamespace(source_label_path=lambda case: path, label_rules=rules)
     dataset = SimpleNamespace(description=description, num_classes=4)
-    return _reference(dataset, "case", "original", raw, geometry)
+    return reference_label(dataset, "case", "original", raw, geometry)
 
 
 def test_the_raw_reference_is_remapped_with_the_datasets_label_rules(tmp_path):

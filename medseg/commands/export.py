@@ -2,7 +2,11 @@
 
 Writes `<save_dir>/model.onnx` (opset >= 17, dynamic batch and spatial axes), `deploy.yaml`
 (preprocessing recipe, modalities, classes, sliding-window settings, post-processing, output
-kind), `config.yaml` (the resolved config, for provenance only) and `export.log`.
+kind), `config.yaml` (the resolved config, for provenance only) and `export.log`. Several
+`--model_path`s (or a medseg-crossval save_dir: all its folds) are exported as one ensemble,
+`fold_<k>.onnx` (or `model_<i>.onnx`) listed in deploy.yaml's `model.files`; the runner averages
+their probabilities. Post-processing comes from the config's `postprocess:`, or from the choice
+medseg-crossval made (`--postprocess_from`, taken by default when a crossval save_dir is given).
 
 The graph returns per-window logits (or, with --with_softmax, probabilities), never an argmax:
 the runner blends overlapping windows before it takes the argmax. MedicalSeg's export ended in
@@ -16,15 +20,17 @@ windows and its output is compared with torch's; a difference above TOLERANCE ×
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medseg import __version__
-from medseg.cvlibs import MODELS, Config, ConfigError
+from medseg.cvlibs import Config, ConfigError
 from medseg.engine.cli import add_device_argument, add_model_arguments
 from medseg.inference.deploy_config import DeployConfig
 from medseg.utils.atomic import atomic_path
@@ -74,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "layers are kept in float32, where fp16 InstanceNorm breaks in onnxruntime and TensorRT",
     )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    parser.add_argument(
+        "--postprocess_from",
+        help="postprocessing.json written by medseg-crossval (or its save_dir): its chosen "
+        "largest_component goes into deploy.yaml (default: taken from a crossval save_dir given "
+        "as --model_path, else the config's postprocess:)",
+    )
     add_device_argument(parser, default="cpu")
     parser.add_argument("--opts", nargs="+", default=[], help="config overrides key.sub=value")
     return parser.parse_args(argv)
@@ -213,18 +225,25 @@ def _check_patch(patch: tuple[int, ...], model: Any, path: str) -> None:
 
 
 def build_deploy_config(
-    cfg: Config, model: Any, args: argparse.Namespace, save_dir: Path
+    cfg: Config,
+    model: Any,
+    args: argparse.Namespace,
+    save_dir: Path,
+    model_path: str | None = None,
+    files: Sequence[str] = (MODEL_FILE,),
 ) -> DeployConfig:
     """Collect what inference needs from the model folder and the config.
 
     Recipe, modalities and labels come from the model folder's model_info.json (older
     checkpoints: the training dataset's dataset.json); window and post-processing from the config,
-    so --opts can change them.
+    so --opts can change them. `model_path` is the (first) model's (default `args.model_path`),
+    `files` the ONNX files of the export.
     """
     from medseg.inference.model_info import model_info_for
     from medseg.inference.settings import MIRROR_AXES
 
-    info = model_info_for(args.model_path, cfg, model)
+    model_path = args.model_path if model_path is None else model_path
+    info = model_info_for(model_path, cfg, model)
     if info.recipe is None:
         raise ConfigError(
             "the training dataset's dataset.json has no 'recipe'; prepare the dataset with "
@@ -245,7 +264,8 @@ def build_deploy_config(
     settings = cfg.inference_settings(MIRROR_AXES)  # the runner mirrors by default
     _check_patch(settings.patch_size, model, cfg.where("inference"))
     return DeployConfig(
-        model_path=save_dir / MODEL_FILE,
+        model_path=save_dir / files[0],
+        model_paths=tuple(save_dir / name for name in files),
         output="probabilities" if args.with_softmax else "logits",
         input_channels=model.in_channels,
         num_classes=info.num_classes,
@@ -257,9 +277,40 @@ def build_deploy_config(
         inference=settings,
         largest_component=cfg.postprocess.largest_component,
         medseg_version=__version__,
-        source={"config": str(cfg.path), "model_path": str(args.model_path)},
+        source={"config": str(cfg.path), "model_path": str(model_path)},
         regions=info.regions,
     )
+
+
+def onnx_names(loaded: Sequence[Any]) -> list[str]:
+    """model.onnx for one model; fold_<k>.onnx for distinct folds, else model_<i>.onnx."""
+    if len(loaded) == 1:
+        return [MODEL_FILE]
+    folds = [m.info.fold for m in loaded]
+    if None not in folds and len(set(folds)) == len(folds):
+        return [f"fold_{k}.onnx" for k in folds]
+    return [f"model_{i}.onnx" for i in range(len(loaded))]
+
+
+def _largest_component(args: argparse.Namespace, num_classes: int) -> tuple[int, ...] | None:
+    """The crossval choice (--postprocess_from, or a crossval save_dir's), or None: the config's."""
+    from medseg.inference.postprocess_choice import load_largest_component, postprocessing_path
+
+    source = args.postprocess_from
+    if source is None:
+        found = [
+            p for p in args.model_path if Path(p).is_dir() and postprocessing_path(p).is_file()
+        ]
+        if not found:
+            return None
+        source = found[0]
+    ids = load_largest_component(source, num_classes)
+    logger.info(
+        "post-processing chosen on cross-validation (%s): largest component of class(es) %s",
+        postprocessing_path(source),
+        list(ids) or "none",
+    )
+    return ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,47 +318,60 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "export.log")
-    from medseg.engine.checkpoint import load_model_weights, model_config
+    from medseg.engine.ensemble import load_models
+    from medseg.engine.folds import expand_model_paths
     from medseg.engine.runtime import select_device
 
     try:
         if args.opset < MIN_OPSET:
             raise ValueError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-        cfg = Config(model_config(args.config, args.model_path), opts=args.opts)
-        model = MODELS.build(cfg.model)
-        load_model_weights(model, args.model_path)
-        deploy = build_deploy_config(cfg, model, args, save_dir)
-        model = model.to(select_device(args.device)).eval()
-        graph = _graph(model, args.with_softmax, args.fp16, deploy.regions is not None)
+        loaded = load_models(args.config, expand_model_paths(args.model_path), args.opts)
+        cfg, first = loaded[0].cfg, loaded[0].model
+        files = onnx_names(loaded)
+        deploy = build_deploy_config(cfg, first, args, save_dir, loaded[0].path, files)
+        changes: dict[str, Any] = {}
+        ids = _largest_component(args, deploy.num_classes)
+        if ids is not None:
+            changes["largest_component"] = ids
+        if len(loaded) > 1:
+            changes["source"] = {**deploy.source, "model_path": [m.path for m in loaded]}
+        deploy = dataclasses.replace(deploy, **changes)
+        device = select_device(args.device)
+        models = [m.model.to(device).eval() for m in loaded]
+        regions = deploy.regions is not None
+        graphs = [_graph(model, args.with_softmax, args.fp16, regions) for model in models]
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
     rng = np.random.default_rng(CHECK_SEED)
     sample = rng.standard_normal(
-        (CHECK_BATCH, model.in_channels, *deploy.inference.patch_size), dtype=np.float32
+        (CHECK_BATCH, first.in_channels, *deploy.inference.patch_size), dtype=np.float32
     )
-    try:
-        difference = export_onnx(
-            graph,
-            deploy.model_path,
-            sample,
-            args.opset,
-            deploy.output,
-            reference=(
-                _graph(model, args.with_softmax, regions=deploy.regions is not None)
-                if args.fp16
-                else None
-            ),
-            tolerance=FP16_TOLERANCE if args.fp16 else TOLERANCE,
-        )
-    except (ExportError, ValueError) as err:
-        logger.error("export failed: %s", err)
-        return 1
+    difference = 0.0
+    for model, graph, path in zip(models, graphs, deploy.model_paths, strict=True):
+        try:
+            difference = max(
+                difference,
+                export_onnx(
+                    graph,
+                    path,
+                    sample,
+                    args.opset,
+                    deploy.output,
+                    reference=(
+                        _graph(model, args.with_softmax, regions=regions) if args.fp16 else None
+                    ),
+                    tolerance=FP16_TOLERANCE if args.fp16 else TOLERANCE,
+                ),
+            )
+        except (ExportError, ValueError) as err:
+            logger.error("export of %s failed: %s", path.name, err)
+            return 1
     deploy.write(save_dir / DEPLOY_FILE)
     cfg.dump(save_dir / "config.yaml")
     logger.info(
         "exported %s (%s, %s, opset %d, max |onnx - torch float32| = %.3g) and %s to %s",
-        MODEL_FILE,
+        ", ".join(files),
         deploy.output,
         deploy.precision,
         args.opset,

@@ -14,6 +14,7 @@ from typing import Any
 
 from medseg.cvlibs import Config, ConfigError
 from medseg.engine.cli import add_amp_arguments, add_device_argument, add_eval_space_argument
+from medseg.engine.folds import fold_dir, fold_opts
 from medseg.utils.help_format import HelpFormatter
 from medseg.utils.logging import setup_logging
 
@@ -54,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep_checkpoint_max", type=int, default=5, help="iter_N/ folders kept")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, augmentation, init")
     parser.add_argument("--resume_model", help="iter_N/ folder to continue from")
+    parser.add_argument(
+        "--fold",
+        type=int,
+        help="train cross-validation fold k of a dataset prepared with --folds K (its train and "
+        "val lists) into <save_dir>/fold_<k>/",
+    )
     add_device_argument(parser)
     add_amp_arguments(parser)
     parser.add_argument(
@@ -76,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Train; returns the exit code."""
     args = parse_args(argv)
-    save_dir = Path(args.save_dir)
+    save_dir = Path(args.save_dir) if args.fold is None else fold_dir(args.save_dir, args.fold)
     # Under torchrun only rank 0 logs and writes train.log; the others report errors only.
     if int(os.environ.get("RANK", "0")) == 0:
         setup_logging(save_dir / "train.log")
@@ -99,6 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         cleanup(context)
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """The resolved config; with `--fold k` its datasets read the fold's train and val lists."""
+    flags = {
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "iters": args.iters,
+    }
+    cfg = Config(args.config, opts=args.opts, **flags)
+    if args.fold is None:
+        return cfg
+    opts = fold_opts(cfg, args.fold)
+    logger.info("fold %d: %s", args.fold, ", ".join(opts))
+    return Config(args.config, opts=[*args.opts, *opts], **flags)
+
+
 def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
     """Build the trainer in this process's (maybe distributed) context and run it."""
     from medseg.engine.distributed import any_rank
@@ -112,13 +134,7 @@ def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
     from medseg.engine.trainer import Trainer, TrainOptions
 
     try:
-        cfg = Config(
-            args.config,
-            opts=args.opts,
-            learning_rate=args.learning_rate,
-            batch_size=args.batch_size,
-            iters=args.iters,
-        )
+        cfg = _config(args)
         # The same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         seed_everything(args.seed)
         device = select_device(args.device, context.local_rank if context.distributed else None)
@@ -144,6 +160,7 @@ def _train(args: argparse.Namespace, save_dir: Path, context: Any) -> int:
             use_vdl=args.use_vdl,
             use_tensorboard=args.use_tensorboard,
             eval_space=args.eval_space,
+            fold=args.fold,
             dist=context,
         )
         trainer = Trainer(cfg, options)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.cvlibs import DATASETS, MODELS, Config, ConfigError
+from medseg.cvlibs import DATASETS, ConfigError
 from medseg.engine.cli import (
     add_amp_arguments,
     add_device_argument,
@@ -60,31 +60,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     save_dir = Path(args.save_dir)
     setup_logging(save_dir / "val.log")
-    from medseg.engine.checkpoint import load_model_weights, model_config
+    from medseg.engine.ensemble import load_models
     from medseg.engine.evaluator import evaluate, resolve_space
+    from medseg.engine.folds import expand_model_paths
     from medseg.engine.runtime import amp_dtype, select_device
     from medseg.inference.settings import MIRROR_AXES, with_tta
     from medseg.metrics.report import format_table, write_results
     from medseg.preprocessing.io import Geometry, write_volume
 
     metrics = list(dict.fromkeys(["dice", *args.metrics]))
+    model_paths = expand_model_paths(args.model_path)
     try:
-        cfg = Config(model_config(args.config, args.model_path), opts=args.opts)
+        loaded = load_models(args.config, model_paths, args.opts)
+        cfg = loaded[0].cfg
         dataset = DATASETS.build(cfg.node("val_dataset"))
         settings = with_tta(cfg.inference_settings(MIRROR_AXES), args.tta)
         largest_component = cfg.postprocess.largest_component
         space = resolve_space(dataset, args.eval_space)
         device = select_device(args.device)
-        model = MODELS.build(cfg.model)
-        load_model_weights(model, args.model_path)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
-    model.to(device)
+    models = [m.model.to(device) for m in loaded]
     cfg.dump(save_dir / "config.yaml")
     logger.info(
         "evaluating %s on %d cases in %s space with %s",
-        args.model_path,
+        model_paths[0] if len(models) == 1 else f"an ensemble of {', '.join(model_paths)}",
         len(dataset),
         space,
         settings,
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         logger.info("writing predictions to %s in %s", prediction_dir, grid)
     result = evaluate(
-        model,
+        models,
         dataset,
         settings,
         device,
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         largest_component=largest_component,
     )
     extra = {
-        "model_path": str(args.model_path),
+        "model_path": model_paths[0] if len(models) == 1 else model_paths,
         "config": cfg.path,
         "nsd_tolerance": args.nsd_tolerance,
         "inference": settings.to_dict(),

@@ -13,13 +13,23 @@ AMP_DTYPE_NAMES = ("fp16", "bf16")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--config` (optional: the model folder's own) and `--model_path` (val.py, export.py)."""
+    """Add `--config` (optional: the model folder's own) and `--model_path` (val.py, export.py).
+
+    `--model_path` takes one model or several (an ensemble); a cross-validation save_dir
+    stands for all its `fold_<k>/best_model/` folders.
+    """
     parser.add_argument(
         "--config",
         help="YAML config file (default: the config.yaml the model was trained with, beside "
         "--model_path or in its run folder)",
     )
-    parser.add_argument("--model_path", required=True, help="model.pth or an iter_N/ folder")
+    parser.add_argument(
+        "--model_path",
+        required=True,
+        nargs="+",
+        help="model.pth or an iter_N/ folder; several (or a medseg-crossval save_dir, meaning "
+        "its fold_<k>/best_model/ folders) are an ensemble whose probabilities are averaged",
+    )
 
 
 def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:

@@ -38,6 +38,7 @@ from medseg.metrics.results import (
 )
 from medseg.preprocessing.io import Geometry
 from medseg.preprocessing.pipeline import PreprocessRecord
+from medseg.preprocessing.regions import Regions
 from medseg.utils.vocabulary import EVAL_SPACES, choose
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _case_record(dataset: Any, case_id: str, image: np.ndarray) -> PreprocessRec
     return record
 
 
-def _reference(
+def reference_label(
     dataset: Any, case_id: str, space: str, label: np.ndarray, geometry: Geometry
 ) -> np.ndarray:
     """The reference label map of a case on the grid its prediction lies on."""
@@ -127,8 +128,32 @@ def _reference(
     return reference
 
 
+Models = torch.nn.Module | Sequence[torch.nn.Module]
+
+
+def case_pipeline(
+    model: Models,
+    settings: InferenceSettings,
+    device: torch.device,
+    num_classes: int,
+    amp_dtype: torch.dtype | None = None,
+    largest_component: Sequence[int] = (),
+    regions: Regions | None = None,
+) -> CasePipeline:
+    """The case pipeline of one model, or of several whose probabilities are averaged."""
+    models = [model] if isinstance(model, torch.nn.Module) else list(model)
+    predictors = [TorchPredictor(m.eval(), device, amp_dtype) for m in models]
+    return CasePipeline(
+        predictors,
+        settings,
+        num_classes,
+        largest_component=largest_component,
+        regions=regions,
+    )
+
+
 def score_cases(
-    model: torch.nn.Module,
+    model: Models,
     dataset: Any,
     settings: InferenceSettings,
     device: torch.device,
@@ -147,16 +172,12 @@ def score_cases(
     merges the results with `summarize_cases`, which sorts by case index so the summary is
     computed exactly as a single process would. Predictions go through the deploy runner's
     `CasePipeline`, post-processing (`largest_component`) included; scoring is
-    `medseg.metrics.score_case`, the function tools/evaluate.py scores files with.
+    `medseg.metrics.score_case`, the function tools/evaluate.py scores files with. Several
+    models are an ensemble: their class probabilities are averaged.
     """
-    model.eval()
     regions = getattr(dataset, "regions", None)
-    pipeline = CasePipeline(
-        TorchPredictor(model, device, amp_dtype),
-        settings,
-        dataset.num_classes,
-        largest_component=largest_component,
-        regions=regions,
+    pipeline = case_pipeline(
+        model, settings, device, dataset.num_classes, amp_dtype, largest_component, regions
     )
     class_ids = list(range(1, dataset.num_classes))
     scored: list[CaseResult] = []
@@ -167,7 +188,7 @@ def score_cases(
             record = _case_record(dataset, case_id, image)
             predicted = pipeline.preprocessed(image, record, space)
             prediction, geometry = predicted.label, predicted.geometry
-            reference = _reference(dataset, case_id, space, label, geometry)
+            reference = reference_label(dataset, case_id, space, label, geometry)
             if regions is None:
                 result = score_case(
                     case_id,
@@ -219,7 +240,7 @@ def summarize_cases(
 
 
 def evaluate(
-    model: torch.nn.Module,
+    model: Models,
     dataset: Any,
     settings: InferenceSettings,
     device: torch.device,
@@ -231,7 +252,9 @@ def evaluate(
     on_prediction: PredictionSink | None = None,
     largest_component: Sequence[int] = (),
 ) -> EvaluationResult:
-    """Score `model` on every case of `dataset` in the chosen space (see the module docstring).
+    """Score `model` (or an ensemble) on every case of `dataset` in the chosen space.
+
+    See the module docstring for the spaces.
 
     A case that cannot be scored (unreadable reference, shape mismatch) is logged and listed in
     `errors`; the others go on.

@@ -84,6 +84,7 @@ class TrainOptions:
     use_vdl: bool = False
     use_tensorboard: bool = False
     eval_space: str = "auto"
+    fold: int | None = None
     data_warn_fraction: float = 0.2
     dist: DistContext = field(default_factory=DistContext)
 
@@ -328,7 +329,7 @@ class Trainer:
         """What makes a model folder self-contained: `model_info.json` and `config.yaml`."""
         texts = {"config.yaml": cfg.to_yaml()}
         try:
-            texts[MODEL_INFO_FILE] = ModelInfo.from_config(cfg, self.model).to_json()
+            texts[MODEL_INFO_FILE] = ModelInfo.from_config(cfg, self.model, self.opt.fold).to_json()
         except (ConfigError, ValueError) as err:
             logger.warning("model folders will lack %s (export needs it): %s", MODEL_INFO_FILE, err)
         return texts

@@ -7,6 +7,12 @@ window → softmax → back-mapping onto the scan's grid by a running argmax (`S
 largest-component filter. The class-channel buffers span one band of windows, never the scan.
 A region-trained model (`regions`) has one sigmoid channel per region: sigmoid instead of
 softmax, and the back-mapping paints the resampled regions in order (`Regions.paint`).
+
+Several predictors are an ensemble (e.g. cross-validation folds): each runs its own sliding
+window in lockstep with the others, each blended band goes through its softmax (sigmoid), and
+the bands' probabilities are averaged, which equals averaging the models' whole-volume
+probabilities (nnU-Net's ensembling) with memory of one band per model; two identical models
+give exactly one model's prediction.
 """
 
 from __future__ import annotations
@@ -79,10 +85,11 @@ class CasePrediction:
 
 
 class CasePipeline:
-    """Predict cases with one model and one set of settings.
+    """Predict cases with one model (or an ensemble) and one set of settings.
 
     Args:
-        predictor: Maps a float32 batch `(B, C, z, y, x)` to `(B, K, z, y, x)`.
+        predictor: Maps a float32 batch `(B, C, z, y, x)` to `(B, K, z, y, x)`; a list of them
+            is an ensemble whose probabilities are averaged.
         settings: Sliding-window settings (window, overlap, blending, mirror axes).
         num_classes: K, background included (the label map's classes).
         output: What the predictor returns: "logits" (softmax, or sigmoid with regions, applied
@@ -95,7 +102,7 @@ class CasePipeline:
 
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: Predictor | Sequence[Predictor],
         settings: InferenceSettings,
         num_classes: int,
         output: str = "logits",
@@ -105,7 +112,10 @@ class CasePipeline:
     ):
         if output not in OUTPUT_KINDS:
             raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
-        self.predictor = predictor
+        self.predictors = list(predictor) if isinstance(predictor, (list, tuple)) else [predictor]
+        if not self.predictors:
+            raise ValueError("an ensemble needs at least one predictor")
+        self.predictor = self.predictors[0]
         self.settings = settings
         self.num_classes = num_classes
         self.output = output
@@ -117,25 +127,50 @@ class CasePipeline:
     def _slabs(
         self, image: np.ndarray, timer: StageTimer | None
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """The blended slabs; windows timed as "inference", work on a slab as "postprocess"."""
+        """The blended slabs; windows timed as "inference", work on a slab as "postprocess".
+
+        An ensemble's slabs are its members' mean probabilities (every member's windows tile
+        the image alike, so their bands line up).
+        """
         settings = self.settings
-        slabs = sliding_window_slabs(
-            image,
-            self.predictor,
-            patch_size=settings.patch_size,
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            gaussian=settings.gaussian,
-            tta_axes=settings.tta_axes,
-            num_classes=self.channels,
-        )
+        slabs = [
+            sliding_window_slabs(
+                image,
+                predictor,
+                patch_size=settings.patch_size,
+                overlap=settings.overlap,
+                batch_size=settings.batch_size,
+                gaussian=settings.gaussian,
+                tta_axes=settings.tta_axes,
+                num_classes=self.channels,
+            )
+            for predictor in self.predictors
+        ]
         while True:
             with stage(timer, "inference"):
-                item = next(slabs, None)
-            if item is None:
+                items = [next(member, None) for member in slabs]
+            if items[0] is None:
                 return
             with stage(timer, "postprocess"):
-                yield item
+                yield items[0][0], self._mean_probabilities([slab for _, slab in items])
+
+    def _mean_probabilities(self, slabs: list[np.ndarray]) -> np.ndarray:
+        """One model's slab as it is; an ensemble's members' probabilities averaged in place."""
+        if len(slabs) == 1:
+            return slabs[0]
+        total = self._member_probabilities(slabs[0])
+        for slab in slabs[1:]:
+            total += self._member_probabilities(slab)
+        total /= len(slabs)
+        return total
+
+    def _member_probabilities(self, slab: np.ndarray) -> np.ndarray:
+        """Softmax (sigmoid with regions) of one model's logits slab, in place."""
+        if self.output != "logits":
+            return slab
+        if self.regions is not None:
+            return sigmoid(slab, out=slab)
+        return softmax(slab, axis=0, out=slab)
 
     def _finish(self, label: np.ndarray) -> np.ndarray:
         if not self.largest_component:
@@ -196,12 +231,13 @@ class CasePipeline:
         return CasePrediction(label, record.geometry, maps)
 
     def _probabilities(self, slab: np.ndarray) -> np.ndarray:
-        """Softmax (sigmoid with regions) of a logits slab, in place (the blender's own band)."""
-        if self.output != "logits":
+        """Softmax (sigmoid with regions) of a logits slab, in place (the blender's own band).
+
+        An ensemble's slabs are probabilities already.
+        """
+        if len(self.predictors) > 1:
             return slab
-        if self.regions is not None:
-            return sigmoid(slab, out=slab)
-        return softmax(slab, axis=0, out=slab)
+        return self._member_probabilities(slab)
 
     def preprocess(
         self,

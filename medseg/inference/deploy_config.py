@@ -3,7 +3,8 @@
 Written by `export.py`, read by `deploy/python/infer.py`. Keys:
 
 - `medseg_version`: the version that exported the model.
-- `model`: `file` (ONNX file name, relative to deploy.yaml's folder), `output` ("logits" or
+- `model`: `file` (ONNX file name, relative to deploy.yaml's folder; or `files`, a list of them:
+  an ensemble, e.g. cross-validation folds, whose probabilities are averaged), `output` ("logits" or
   "probabilities": what the graph returns per window), `input_channels`, `num_classes`, `opset`,
   `precision` ("fp32", or "fp16" for `export.py --fp16`: float16 inside, float32 in and out;
   optional, default fp32).
@@ -37,7 +38,7 @@ from medseg.utils.atomic import write_text_atomic
 from medseg.utils.vocabulary import positive_int
 
 OUTPUT_KINDS = ("logits", "probabilities")
-MODEL_KEYS = ("file", "output", "input_channels", "num_classes", "opset", "precision")
+MODEL_KEYS = ("file", "files", "output", "input_channels", "num_classes", "opset", "precision")
 PRECISIONS = ("fp32", "fp16")
 TOP_KEYS = (
     "medseg_version",
@@ -57,7 +58,8 @@ class DeployConfig:
     """A validated deploy.yaml.
 
     Attributes:
-        model_path: The ONNX file (absolute, resolved against deploy.yaml's folder).
+        model_path: The ONNX file (absolute, resolved against deploy.yaml's folder); the first
+            of an ensemble.
         output: "logits" or "probabilities": what the graph returns.
         input_channels: Channels the model takes.
         num_classes: Classes of the label maps it predicts, background included.
@@ -72,6 +74,7 @@ class DeployConfig:
         largest_component: Class ids post-processed to their largest connected component.
         medseg_version: Version that wrote the file.
         source: Free-form provenance (config and weights exported).
+        model_paths: Every ONNX file of an ensemble, `model_path` first (default: it alone).
     """
 
     model_path: Path
@@ -88,6 +91,13 @@ class DeployConfig:
     medseg_version: str = ""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     regions: Regions | None = None
+    model_paths: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.model_paths:
+            object.__setattr__(self, "model_paths", (self.model_path,))
+        elif self.model_paths[0] != self.model_path:
+            raise ValueError("model_paths must start with model_path")
 
     def channel_names(self) -> list[str]:
         """The name of each output channel: the regions', else the classes' in id order."""
@@ -96,12 +106,13 @@ class DeployConfig:
         return [self.classes[i] for i in range(self.num_classes)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML-safe dict; the model file is stored by name (it sits beside deploy.yaml)."""
+        """Plain YAML-safe dict; model files are stored by name (they sit beside deploy.yaml)."""
         regions = {} if self.regions is None else {"regions": self.regions.to_list()}
+        names = [p.name for p in self.model_paths]
         return {
             "medseg_version": self.medseg_version,
             "model": {
-                "file": self.model_path.name,
+                **({"file": names[0]} if len(names) == 1 else {"files": names}),
                 "output": self.output,
                 "input_channels": self.input_channels,
                 "num_classes": self.num_classes,
@@ -163,6 +174,26 @@ def class_names(data: dict[str, Any], num_classes: int, path: str) -> dict[int, 
     return classes
 
 
+def _model_files(model: dict[str, Any], path: Path) -> tuple[Path, ...]:
+    """`model.file`, or the list `model.files`, as existing absolute paths."""
+    where = str(path)
+    if ("file" in model) == ("files" in model):
+        raise ConfigError("expected exactly one of 'file' and 'files'", where, "model")
+    key = "file" if "file" in model else "files"
+    names = [model["file"]] if key == "file" else model["files"]
+    if not isinstance(names, list) or not names:
+        raise ConfigError(f"expected a list of file names, got {names!r}", where, "model.files")
+    paths = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"expected a file name, got {name!r}", where, f"model.{key}")
+        resolved = (path.parent / name).resolve()
+        if not resolved.is_file():
+            raise FileNotFoundError(f"{where}: model.{key} {name!r} not found at {resolved}")
+        paths.append(resolved)
+    return tuple(paths)
+
+
 def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     """Read and validate deploy.yaml; every error names the file and the key to fix."""
     path = Path(path)
@@ -182,11 +213,7 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
             where,
             "model.output",
         )
-    if not isinstance(model.get("file"), str) or not model["file"]:
-        raise ConfigError(f"expected a file name, got {model.get('file')!r}", where, "model.file")
-    model_path = (path.parent / model["file"]).resolve()
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{where}: model.file {model['file']!r} not found at {model_path}")
+    model_paths = _model_files(model, path)
     precision = model.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ConfigError(
@@ -208,7 +235,8 @@ def load_deploy_config(path: str | os.PathLike) -> DeployConfig:
     except ValueError as err:
         raise ConfigError(str(err), where, "recipe") from None
     return DeployConfig(
-        model_path=model_path,
+        model_path=model_paths[0],
+        model_paths=model_paths,
         output=model["output"],
         input_channels=input_channels,
         num_classes=num_classes,

@@ -7,7 +7,8 @@ from its own folder, without the preprocessed dataset. Keys: `medseg_version`, `
 `num_classes`, `modalities` (one name per channel), `classes` (`{id: name}`), `recipe` (the
 preprocessing recipe, `Recipe.to_dict()`, or null when the dataset recorded none), `inference`
 (sliding-window settings), `postprocess` (`largest_component`) and `regions` (the regions of a
-region-trained model, or null), as in deploy.yaml.
+region-trained model, or null), as in deploy.yaml, and `fold` (only for a model trained with
+`train.py --fold k`: the cross-validation fold).
 
 Checkpoints written before this file existed still load: `model_info_for` falls back to the
 config and the training dataset's dataset.json, with a log line saying so.
@@ -44,6 +45,7 @@ KEYS = (
     "inference",
     "postprocess",
     "regions",
+    "fold",
 )
 
 
@@ -61,6 +63,7 @@ class ModelInfo:
         largest_component: Class ids post-processed to their largest connected component.
         medseg_version: Version that wrote the file.
         regions: The regions it predicts, one output channel each (None: one per class).
+        fold: The cross-validation fold it was trained on, or None.
     """
 
     input_channels: int
@@ -72,10 +75,11 @@ class ModelInfo:
     largest_component: tuple[int, ...] = ()
     medseg_version: str = __version__
     regions: Regions | None = None
+    fold: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (class ids as strings, JSON's only key type)."""
-        return {
+        data = {
             "medseg_version": self.medseg_version,
             "input_channels": self.input_channels,
             "num_classes": self.num_classes,
@@ -86,6 +90,9 @@ class ModelInfo:
             "postprocess": {"largest_component": list(self.largest_component)},
             "regions": None if self.regions is None else self.regions.to_list(),
         }
+        if self.fold is not None:
+            data["fold"] = self.fold
+        return data
 
     def to_json(self) -> str:
         """The file's text."""
@@ -96,7 +103,7 @@ class ModelInfo:
         write_text_atomic(Path(folder) / MODEL_INFO_FILE, self.to_json())
 
     @classmethod
-    def from_config(cls, cfg: Any, model: Any) -> ModelInfo:
+    def from_config(cls, cfg: Any, model: Any, fold: int | None = None) -> ModelInfo:
         """Collect the facts from a training config and its model (reads dataset.json)."""
         from medseg.cvlibs import DATASETS
 
@@ -112,6 +119,7 @@ class ModelInfo:
             inference=cfg.inference,
             largest_component=cfg.postprocess.largest_component,
             regions=regions,
+            fold=fold,
         )
 
 
@@ -149,7 +157,16 @@ def load_model_info(path: str | os.PathLike) -> ModelInfo:
         ).largest_component,
         medseg_version=str(data.get("medseg_version", "")),
         regions=optional_regions(data.get("regions"), range(num_classes), where),
+        fold=_fold(data.get("fold"), where),
     )
+
+
+def _fold(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"expected a fold number >= 0, got {value!r}", where, "fold")
+    return value
 
 
 def model_info_for(model_path: str | os.PathLike, cfg: Any, model: Any) -> ModelInfo:

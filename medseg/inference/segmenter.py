@@ -45,8 +45,8 @@ class Segmenter:
     """Segment scans with a model exported by export.py, on onnxruntime.
 
     Args:
-        export: The export folder (holding deploy.yaml and the ONNX model), its deploy.yaml, or
-            a loaded `DeployConfig`.
+        export: The export folder (holding deploy.yaml and the ONNX model, or several: an
+            ensemble), its deploy.yaml, or a loaded `DeployConfig`.
         device: "auto", "cpu" or "gpu" (see `OnnxPredictor`).
         threads: onnxruntime CPU threads; None: one per physical core.
         batch_size: Windows per onnxruntime call; None: deploy.yaml's.
@@ -73,10 +73,12 @@ class Segmenter:
         settings = with_tta(self.deploy.inference, tta)
         if batch_size is not None:
             settings = dataclasses.replace(settings, batch_size=batch_size)
-        self.predictor = OnnxPredictor(self.deploy.model_path, device, threads)
+        # An export folder with several models (folds) is an ensemble: probabilities averaged.
+        self.predictors = [OnnxPredictor(p, device, threads) for p in self.deploy.model_paths]
+        self.predictor = self.predictors[0]
         ids = self.deploy.largest_component if largest_component is None else largest_component
         self.pipeline = CasePipeline(
-            self.predictor,
+            self.predictors,
             settings,
             self.deploy.num_classes,
             self.deploy.output,

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from medseg.metrics.results import BASE_COLUMNS, EvaluationResult
@@ -35,6 +36,40 @@ def format_table(result: EvaluationResult) -> str:
     means = "  ".join(f"{_fmt(result.foreground_mean(m)):>10}" for m in metrics)
     lines.append(f"{'foreground mean':<{width}}  {means}")
     return "\n".join(lines)
+
+
+def format_crossval_table(
+    folds: Mapping[int, EvaluationResult], pooled: EvaluationResult, metric: str = "dice"
+) -> str:
+    """Per class: `metric` of each fold, the mean over folds and over all cases, as text.
+
+    The last row holds each column's foreground mean (per fold: that fold's).
+    """
+    names = list(pooled.per_class)
+    width = max([len("foreground mean"), *(len(name) for name in names)])
+    columns = [f"fold_{k}" for k in folds] + ["fold mean", "all cases"]
+    header = f"{'class':<{width}}  " + "  ".join(f"{c:>10}" for c in columns)
+    lines = [f"cross-validation {metric} ({pooled.space} space)", header, "-" * len(header)]
+
+    def row(label: str, values: list[float]) -> str:
+        return f"{label:<{width}}  " + "  ".join(f"{_fmt(v):>10}" for v in values)
+
+    for name in names:
+        per_fold = [r.per_class[name].mean(metric) for r in folds.values()]
+        lines.append(
+            row(name, [*per_fold, _nanmean(per_fold), pooled.per_class[name].mean(metric)])
+        )
+    lines.append("-" * len(header))
+    per_fold = [r.foreground_mean(metric) for r in folds.values()]
+    lines.append(
+        row("foreground mean", [*per_fold, _nanmean(per_fold), pooled.foreground_mean(metric)])
+    )
+    return "\n".join(lines)
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 def write_results(

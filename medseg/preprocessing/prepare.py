@@ -62,7 +62,7 @@ from medseg.preprocessing.pipeline import preprocess_case
 from medseg.preprocessing.planning import case_fingerprint, summarize_fingerprints
 from medseg.preprocessing.recipe import Recipe
 from medseg.preprocessing.regions import Regions
-from medseg.preprocessing.splits import kfold_cases, split_cases
+from medseg.preprocessing.splits import fold_list_name, kfold_cases, split_cases
 from medseg.utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from medseg.utils.parallel import run_cases
 from medseg.utils.paths import output_inside_inputs
@@ -308,7 +308,7 @@ def _write_lists(
         write_list(output_dir / f"{split}_list.txt", splits[split])
     for k, fold in enumerate(folds):
         for split in ("train", "val"):
-            write_list(output_dir / "folds" / f"fold_{k}_{split}_list.txt", fold[split])
+            write_list(output_dir / fold_list_name(k, split), fold[split])
 
 
 def _report(description: DatasetDescription, settings: PrepareSettings) -> None:

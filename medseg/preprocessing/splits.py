@@ -12,6 +12,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 
+def fold_list_name(fold: int, split: str) -> str:
+    """A fold's list file, relative to the dataset folder: `folds/fold_<k>_<split>_list.txt`."""
+    return f"folds/fold_{fold}_{split}_list.txt"
+
+
 def _seeded_order(ids: list[str], seed: int) -> list[str]:
     return sorted(ids, key=lambda c: (hashlib.sha256(f"{seed}:{c}".encode()).hexdigest(), c))
 
