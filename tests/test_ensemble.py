@@ -51,6 +51,24 @@ def test_two_identical_models_give_exactly_one_models_prediction(case, space):
     assert len(np.unique(one.label)) > 1
 
 
+def test_a_region_ensemble_of_two_identical_models_equals_one(case):
+    from medseg.preprocessing.regions import Regions
+
+    image, record = case
+    nested = [{"name": "outer", "labels": [1, 2, 3]}, {"name": "inner", "labels": [2, 3]}]
+    nested.append({"name": "core", "labels": [3]})
+    regions = Regions.from_list(nested, range(4))
+    predictor = mixing_predictor(3)  # 4 channels; regions read the first 3
+
+    def three(batch: np.ndarray) -> np.ndarray:  # 3 region logits, positive near a centre
+        return 2 + predictor(batch)[:, :3]
+
+    one = CasePipeline(three, SETTINGS, 4, regions=regions).preprocessed(image, record)
+    two = CasePipeline([three, three], SETTINGS, 4, regions=regions).preprocessed(image, record)
+    np.testing.assert_array_equal(two.label, one.label)
+    assert len(np.unique(one.label)) > 1
+
+
 def test_an_ensemble_averages_its_members_probabilities(case):
     image, record = case
     members = [mixing_predictor(1), mixing_predictor(2)]
