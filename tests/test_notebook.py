@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import os
 import re
 from pathlib import Path
@@ -18,6 +17,8 @@ import pytest
 
 from medseg.metrics.report import write_results
 from medseg.metrics.results import CaseResult, EvaluationResult, score_case
+from medseg.preprocessing.cases import LabelRules
+from medseg.preprocessing.description import CaseEntry, DatasetDescription
 from medseg.preprocessing.io import read_volume, write_volume
 from tests.conftest import REPO
 
@@ -120,21 +121,33 @@ def test_notebook_without_itkwidgets_or_pandas(phantom_dir, val_dir, monkeypatch
 def test_notebook_on_a_prepared_dataset_with_an_int32_nrrd_label(
     phantom_dir, val_dir, monkeypatch, tmp_path
 ):
-    """MEDSEG_NB_DATASET finds scan and label in dataset.json; int32 labels reach the 3D view."""
+    """MEDSEG_NB_DATASET finds scan and label in dataset.json; int32 labels reach the 3D view.
+
+    The raw label holds ids 11-13 that the preparation's `--label_map` made 1-3: the notebook
+    shows the training ids, named, as the prediction has them.
+    """
     raw = phantom_dir / "raw"
     label, geometry = read_volume(raw / "labelsTr" / f"{CASE}.nii.gz")
-    write_volume(label.astype(np.int32), geometry, tmp_path / "scans" / f"{CASE}_label.nrrd")
+    raw_ids = np.where(label > 0, label.astype(np.int32) + 10, 0)
+    write_volume(raw_ids, geometry, tmp_path / "scans" / f"{CASE}_label.nrrd")
     assert read_volume(tmp_path / "scans" / f"{CASE}_label.nrrd")[0].dtype == np.int32
-    case = {
-        "source_images": [str(raw / "imagesTr" / f"{CASE}_0000.nii.gz")],
-        "source_label": f"scans/{CASE}_label.nrrd",
-    }
-    names = {"0": "background", **{str(i): n for i, n in NAMES.items()}}
-    (tmp_path / "dataset.json").write_text(json.dumps({"labels": names, "cases": {CASE: case}}))
+    entry = CaseEntry(
+        f"images/{CASE}.npy",
+        f"labels/{CASE}.npy",
+        (str(raw / "imagesTr" / f"{CASE}_0000.nii.gz"),),
+        f"scans/{CASE}_label.nrrd",
+    )
+    DatasetDescription(
+        root=tmp_path,
+        labels={0: "background", **NAMES},
+        label_rules=LabelRules(label_map={11: 1, 12: 2, 13: 3}),
+        cases={CASE: entry},
+    ).write()
     monkeypatch.setenv("MEDSEG_NB_DATASET", str(tmp_path))
     cells = execute(phantom_dir, val_dir, monkeypatch)
     assert f"{CASE}_label.nrrd" in text_of(cells[0]) and "MISSING" not in text_of(cells[0])
     assert any("image/png" in out.get("data", {}) for out in cells[2].outputs)
+    assert "classes shown: liver, spleen, kidney" in text_of(cells[2]), text_of(cells[2])
     for cell in cells[3:5]:
         assert "skipped" not in text_of(cell), text_of(cell)
         assert any(WIDGET in out.get("data", {}) for out in cell.outputs)

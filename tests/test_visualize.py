@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medseg.preprocessing.cases import LabelRules
+from medseg.preprocessing.description import CaseEntry, DatasetDescription
 from medseg.preprocessing.io import Geometry, read_volume, write_volume
+from medseg.utils.vocabulary import IGNORE_INDEX
 from medseg.visualization import (
     VIEWS,
     busiest_slices,
@@ -187,3 +190,33 @@ def test_intensity_window_never_goes_below_the_image_minimum():
     region[:2] = True  # the darker half: widened by half its width, it would reach below 0
     low, high = intensity_window(image, region=region, percentiles=(0, 100))
     assert low == 0.0 and high > 50.0
+
+
+def test_label_rules_turn_the_raw_reference_into_training_ids(tmp_path, visualize, caplog):
+    """A dataset prepared with `--label_map` / `--ignore_labels`: the reference is drawn in
+    training ids (raw 7 merged into 1, raw 9 ignored and not drawn), found through --dataset."""
+    axes = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+    geometry = Geometry((8, 20, 20), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), axes)
+    image = np.random.default_rng(0).normal(0, 1, geometry.shape).astype(np.float32)
+    raw = np.zeros(geometry.shape, np.int32)
+    raw[2:4, 2:6, 2:6] = 7
+    raw[5:7, 10:14, 10:14] = 9
+    for name, array in (("scan", image), ("label", raw)):
+        write_volume(array, geometry, tmp_path / f"{name}.nrrd")
+    rules = LabelRules(label_map={7: 1}, ignore_labels=(9,))
+    case = load_overlay_case(tmp_path / "scan.nrrd", tmp_path / "label.nrrd", label_rules=rules)
+    assert case.class_ids == (1,)
+    assert set(np.unique(case.label).tolist()) == {0, 1, IGNORE_INDEX}
+    assert load_overlay_case(tmp_path / "scan.nrrd", tmp_path / "label.nrrd").class_ids == (7, 9)
+
+    entry = CaseEntry("images/c1.npy", "labels/c1.npy", ("scan.nrrd",), "label.nrrd")
+    DatasetDescription(
+        root=tmp_path, labels={0: "background", 1: "organ"}, label_rules=rules, cases={"c1": entry}
+    ).write()
+    out = tmp_path / "c1.png"
+    args = ["--dataset", str(tmp_path), "--case", "c1", "--out", str(out)]
+    assert visualize.main(args) == 0 and out.is_file()
+    assert visualize.main(["--dataset", str(tmp_path), "--case", "c9", "--out", str(out)]) == 2
+    assert "no case 'c9'" in caplog.text
+    assert visualize.main(["--case", "c1", "--out", str(out)]) == 2
+    assert "give --dataset too" in caplog.text

@@ -17,6 +17,12 @@ Usage:
         --label data/phantom/raw/labelsTr/phantom_000.nii.gz \
         --pred output/vnet_phantom/val/predictions/phantom_000.nii.gz \
         --labels_json data/phantom/raw/dataset.json --out phantom_000.png
+    python tools/visualize.py --dataset data/liver --case liver_007 \
+        --pred output/liver/val/predictions/liver_007.nii.gz --out liver_007.png
+
+With `--dataset` (a prepared folder) the scan and reference come from its dataset.json, and the
+reference's raw ids are turned into the training ids (`--label_map`, `--ignore_labels` of the
+preparation) so that it is drawn class for class against the prediction.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never open a window
 
 
-from medseg.preprocessing.description import read_class_names
+from medseg.preprocessing.cases import LabelRules
+from medseg.preprocessing.description import load_description, read_class_names
 from medseg.utils.help_format import HelpFormatter
 from medseg.visualization import load_overlay_case, overlay_figure, save_figure
 
@@ -41,13 +48,21 @@ logger = logging.getLogger("medseg.visualize")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--image", required=True, help="scan (NIfTI, MHA, NRRD)")
-    parser.add_argument("--label", help="reference label map on the image's grid")
+    parser.add_argument("--image", help="scan (NIfTI, MHA, NRRD); default: --case's in --dataset")
+    parser.add_argument(
+        "--label", help="reference label map on the image's grid; default: --case's in --dataset"
+    )
     parser.add_argument("--pred", help="predicted label map on the image's grid")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument(
         "--labels_json", help="dataset.json whose 'labels' names the classes (medseg or nnU-Net)"
     )
+    parser.add_argument(
+        "--dataset",
+        help="a prepared dataset folder: class names, and the --label_map/--ignore_labels rules "
+        "applied to the raw reference, come from its dataset.json",
+    )
+    parser.add_argument("--case", help="case id in --dataset whose raw scan and label to show")
     parser.add_argument(
         "--slices",
         nargs=3,
@@ -67,15 +82,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _inputs(
+    args: argparse.Namespace,
+) -> tuple[Path, Path | None, dict[int, str], LabelRules | None]:
+    """Image, reference, class names and label rules from the flags (and --dataset)."""
+    names = read_class_names(args.labels_json) if args.labels_json else {}
+    if args.dataset is None:
+        if args.case is not None:
+            raise ValueError("--case names a case of --dataset: give --dataset too")
+        if args.image is None:
+            raise ValueError("give --image, or --dataset and --case")
+        return Path(args.image), args.label and Path(args.label), names, None
+    description = load_description(args.dataset)
+    image, label = args.image, args.label
+    if args.case is not None:
+        if args.case not in description.cases:
+            raise ValueError(f"{description.path}: no case {args.case!r} recorded")
+        sources = description.source_image_paths(args.case)
+        image = image or (sources[0] if sources else None)
+        label = label or description.source_label_path(args.case)
+    if image is None:
+        raise ValueError("give --image, or --case to take the scan from --dataset")
+    return Path(image), label and Path(label), names or description.labels, description.label_rules
+
+
 def main(argv: list[str] | None = None) -> int:
     """Draw and write the PNG; returns the exit code (2 on bad input)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        names = read_class_names(args.labels_json) if args.labels_json else {}
-        case = load_overlay_case(args.image, args.label, args.pred)
+        image, label, names, rules = _inputs(args)
+        case = load_overlay_case(image, label, args.pred, label_rules=rules)
         fig = overlay_figure(
-            case, names, slices=args.slices, window=args.window, title=Path(args.image).name
+            case, names, slices=args.slices, window=args.window, title=Path(image).name
         )
         save_figure(fig, args.out, dpi=args.dpi)
     except (ValueError, FileNotFoundError) as err:

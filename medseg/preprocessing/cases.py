@@ -94,23 +94,28 @@ class LabelRules:
             "ignore_index": IGNORE_INDEX if self.ignore_labels else None,
         }
 
+    def new_id(self, raw: int) -> int:
+        """The training id of a raw id (`IGNORE_INDEX` for an ignored one)."""
+        return IGNORE_INDEX if raw in self.ignore_labels else self.label_map.get(raw, raw)
+
+    def remap(self, label: np.ndarray) -> np.ndarray:
+        """Raw ids to training ids, unchecked (the input itself when there is nothing to do)."""
+        if not (self.label_map or self.ignore_labels):
+            return label
+        raw_ids = np.unique(label).tolist()
+        out = label.astype(label_dtype(max([*raw_ids, IGNORE_INDEX], default=0)))
+        for raw in raw_ids:
+            new = self.new_id(raw)
+            if new != raw:
+                out[label == raw] = new
+        return out
+
     def apply(self, label: np.ndarray, declared: Sequence[int], source: Path) -> np.ndarray:
         """Remap and ignore ids, then check that only declared ids (and 255 if used) remain."""
         raw_ids = np.unique(label).tolist()
-        out = label
-        if self.label_map or self.ignore_labels:
-            out = label.astype(label_dtype(max(raw_ids, default=0)))
-            for raw in raw_ids:
-                new = IGNORE_INDEX if raw in self.ignore_labels else self.label_map.get(raw, raw)
-                if new != raw:
-                    out[label == raw] = new
+        out = self.remap(label)
         allowed = set(declared) | ({IGNORE_INDEX} if self.ignore_labels else set())
-        unexpected = sorted(
-            raw
-            for raw in raw_ids
-            if (IGNORE_INDEX if raw in self.ignore_labels else self.label_map.get(raw, raw))
-            not in allowed
-        )
+        unexpected = sorted(raw for raw in raw_ids if self.new_id(raw) not in allowed)
         if unexpected:
             raise ValueError(
                 f"{source}: label ids {unexpected} are not declared (declared: {list(declared)}"

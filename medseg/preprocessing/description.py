@@ -176,6 +176,11 @@ class DatasetDescription:
         """A path recorded relative to the dataset folder, as a path to open."""
         return Path(self.root or ".") / relative
 
+    def source_image_paths(self, case_id: str) -> list[Path]:
+        """The raw scan files of a case, one per channel (empty when not recorded)."""
+        entry = self.cases.get(case_id)
+        return [] if entry is None else [self.resolve(p) for p in entry.source_images]
+
     def source_label_path(self, case_id: str) -> Path | None:
         """The raw reference label of a case, or None when not recorded."""
         entry = self.cases.get(case_id)

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from medseg.preprocessing.cases import LabelRules
 from medseg.preprocessing.io import read_volume
 from medseg.preprocessing.orientation import lps_transform, reorient
-from medseg.utils.vocabulary import choose
+from medseg.utils.vocabulary import IGNORE_INDEX, choose
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 # Per view: the LPS array axis held fixed, then the axes shown as rows and columns.
@@ -45,10 +46,11 @@ class OverlayCase:
 
     Attributes:
         image: `(Z, Y, X)` intensities in LPS order, in the file's dtype.
-        label: Reference label map (integer, same shape), or None.
+        label: Reference label map (integer, same shape, training ids), or None.
         prediction: Predicted label map (integer, same shape), or None.
         foreground: Voxels labelled in the reference or the prediction (same shape), or None.
-        class_ids: Foreground ids present in the reference or the prediction, sorted.
+        class_ids: Foreground ids present in the reference or the prediction, sorted (the
+            ignored id `IGNORE_INDEX` is not a class and is not drawn).
         spacing: Voxel size in mm along the LPS array axes `(z, y, x)`.
         permutation: LPS axis k is file axis `permutation[k]` ...
         flips: ... reversed when `flips[k]` (see `medseg.preprocessing.orientation`).
@@ -99,8 +101,13 @@ def load_overlay_case(
     image_path: str | os.PathLike,
     label_path: str | os.PathLike | None = None,
     prediction_path: str | os.PathLike | None = None,
+    label_rules: LabelRules | None = None,
 ) -> OverlayCase:
     """Read an image and optional label maps, check they share one grid, reorient to LPS.
+
+    `label_rules` (a prepared dataset's, `DatasetDescription.label_rules`) turn the raw
+    reference's ids into the training ids the prediction uses, so a dataset prepared with
+    `--label_map` or `--ignore_labels` is compared class for class.
 
     Raises:
         ValueError: when a label map's grid differs from the image's (naming both files and the
@@ -120,11 +127,14 @@ def load_overlay_case(
                 "Both must be voxel-for-voxel aligned (resample the label map onto the image "
                 "with nearest-neighbour interpolation first)."
             )
+        if role == "reference label" and label_rules is not None:
+            array = label_rules.remap(array)
         maps[role] = array
     # Computed in the file's (contiguous) order: several times faster than on reoriented views.
     present = [a for a in maps.values() if a is not None]
     foreground = np.logical_or.reduce([a > 0 for a in present]) if present else None
     ids = {i + 1 for a in present for i, box in enumerate(ndimage.find_objects(a)) if box}
+    ids.discard(IGNORE_INDEX)
     permutation, flips = lps_transform(geometry)
 
     def lps(array: np.ndarray | None) -> np.ndarray | None:
