@@ -57,13 +57,12 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
     """An untrained VNet with `num_classes` outputs as model.onnx + deploy.yaml in `folder`."""
     import torch
 
-    import export
     from medseg import __version__
+    from medseg.commands import export
     from medseg.inference.deploy_config import DeployConfig
     from medseg.inference.settings import InferenceSettings
     from medseg.models.vnet import VNet
-    from medseg.preprocessing.recipe import Recipe
-    from tests.conftest import PHANTOM_TOOL, load_tool
+    from medseg.preparation import phantom
 
     torch.manual_seed(0)
     model = VNet(in_channels=1, num_classes=num_classes, base_channels=base_channels).eval()
@@ -76,7 +75,7 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
         opset=17,
         modalities=("CT",),
         classes={i: f"class_{i}" for i in range(num_classes)},
-        recipe=Recipe.from_dict(load_tool(PHANTOM_TOOL).RECIPE),
+        recipe=phantom.recipe(),
         inference=InferenceSettings(patch_size=PATCH, overlap=0.25, batch_size=2),
         medseg_version=__version__,
     )
@@ -228,11 +227,11 @@ def main() -> None:
 
 def _print_throughput(deploy_yaml: Path, root: str) -> None:
     """Whole cases through `Segmenter`: phantom scans and the TotalSegmentator sample CT."""
-    from tests.conftest import PHANTOM_TOOL, load_tool
+    from medseg.preparation import phantom
 
-    phantom = Path(root) / "phantom"
-    load_tool(PHANTOM_TOOL).main(["--num_cases", "3", "--output_dir", str(phantom)])
-    scans = sorted(str(p) for p in (phantom / "raw" / "imagesTr").glob("*_0000.nii.gz"))
+    folder = Path(root) / "phantom"
+    phantom.main(["--num_cases", "3", "--output_dir", str(folder)])
+    scans = sorted(str(p) for p in (folder / "raw" / "imagesTr").glob("*_0000.nii.gz"))
     scans.append(str(TOTALSEG_CT / "example_ct_sm.nii.gz"))
     print("\nper-case throughput (read, preprocess, predict, back-map, write NIfTI), K = 4:")
     for tta in (False, True):

@@ -109,11 +109,29 @@ def test_batching_and_tta_call_counts():
     predictor = CountingPredictor()
     image = np.zeros((1, 12, 12, 12), dtype=np.float32)
     sliding_window_inference(image, predictor, (8, 8, 8), overlap=0.5, batch_size=3)
-    # 2 windows per axis → 8 windows → batches of 3, 3, 2
-    assert [b.shape[0] for b in predictor.batches] == [3, 3, 2]
+    # 2 windows per axis → 2 rows (z) of 4 windows; a call never spans two rows
+    assert [b.shape[0] for b in predictor.batches] == [3, 1, 3, 1]
     predictor.batches.clear()
     sliding_window_inference(image, predictor, (8, 8, 8), batch_size=8, tta_axes=(0, 1, 2))
-    assert len(predictor.batches) == 8  # one batch × 2³ flip combinations
+    assert len(predictor.batches) == 16  # one call per row × 2³ flip combinations
+
+
+def test_many_classes_lower_the_windows_per_call():
+    """At K = 128 one window's output is 126 MB: one window per call when K is known."""
+    image = np.zeros((1, 48, 64, 160), dtype=np.float32)
+    calls = []
+
+    def predictor(batch):
+        calls.append(batch.shape[0])
+        return np.zeros((batch.shape[0], 128, *batch.shape[2:]), np.float32)
+
+    sliding_window_inference(image, predictor, (48, 64, 80), overlap=0.0, batch_size=2)
+    assert calls == [2]
+    calls.clear()
+    sliding_window_inference(
+        image, predictor, (48, 64, 80), overlap=0.0, batch_size=2, num_classes=128
+    )
+    assert calls == [1, 1]
 
 
 def test_small_volume_is_padded_with_channel_minimum_or_given_value():

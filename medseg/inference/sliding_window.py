@@ -4,7 +4,7 @@ Shared by `val.py` (a torch model behind `TorchPredictor`) and the onnxruntime d
 imports no torch. Windows lie on a regular grid whose step is at most `patch · (1 − overlap)`, with
 the first window at 0 and the last flush with the far border. Each window's output is weighted by
 an importance map (a Gaussian peaked at the patch centre, as in nnU-Net, or uniform) and summed,
-with the weights, in a float32 band of planes about one window deep; windows are visited in z-major
+with the weights, in a float32 band of planes one window deep; windows are visited in z-major
 order, and planes no later window touches are divided by their weights and handed on
 (`sliding_window_slabs`), so the `(K, ...)` buffers never span the volume. Volumes smaller than
 the patch along an axis are padded symmetrically (with each channel's minimum by default, i.e.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -24,6 +25,8 @@ from medseg.utils.vocabulary import int_triple
 logger = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+# The most one predictor call's float32 output may take: a window at K = 128 is 126 MB.
+BATCH_OUTPUT_BYTES = 128 << 20
 
 
 def softmax(x: np.ndarray, axis: int = 0, out: np.ndarray | None = None) -> np.ndarray:
@@ -170,17 +173,42 @@ def _predict_tta(
     return total
 
 
-def _batches(starts: list[tuple[int, ...]], batch_size: int) -> Iterator[list[tuple[int, ...]]]:
-    """Consecutive groups of at most `batch_size` window starts."""
-    for i in range(0, len(starts), batch_size):
-        yield starts[i : i + batch_size]
+def _bounded_batch(batch_size: int, num_classes: int | None, patch: Sequence[int]) -> int:
+    """`batch_size`, lowered so that a call's K-channel output stays within `BATCH_OUTPUT_BYTES`.
+
+    At a hundred classes one window's output is as large as a tenth of the band being blended;
+    batching them would raise the peak for no gain in speed on a CPU.
+    """
+    if num_classes is None:
+        return batch_size
+    window_bytes = 4 * num_classes * math.prod(patch)
+    fitting = max(1, BATCH_OUTPUT_BYTES // window_bytes)
+    if fitting < batch_size:
+        logger.debug(
+            "%d windows per call instead of %d at K = %d", fitting, batch_size, num_classes
+        )
+    return min(batch_size, fitting)
+
+
+def _batches(starts: list[tuple[int, ...]], batch_size: int) -> list[list[tuple[int, ...]]]:
+    """Consecutive groups of at most `batch_size` window starts (z-major), never two z-rows.
+
+    A group within one row of windows keeps the band of planes being blended one window deep.
+    """
+    groups: list[list[tuple[int, ...]]] = []
+    for start in starts:
+        if not groups or len(groups[-1]) == batch_size or groups[-1][0][0] != start[0]:
+            groups.append([])
+        groups[-1].append(start)
+    return groups
 
 
 class _Blender:
     """Weighted sums of window outputs over a band of planes (axis 0) that moves forward.
 
-    The band starts at padded plane `start`; planes before it were emitted and are never touched
-    again, so memory spans about one window's depth, not the volume.
+    The band starts at padded plane `start`, the first plane of the row of windows being added;
+    planes before it were emitted and are never touched again, so memory spans one window's
+    depth, not the volume.
     """
 
     def __init__(self, num_classes: int, spatial: tuple[int, ...], depth: int):
@@ -190,15 +218,7 @@ class _Blender:
 
     def add(self, window: tuple[slice, ...], weighted: np.ndarray, weights: np.ndarray) -> None:
         """Add one window's weighted output (and its weights) at `window` (padded coordinates)."""
-        stop = window[0].stop - self.start
-        depth = self.weights.shape[0]
-        if stop > depth:  # a batch reached into a later row of windows: grow the band
-            values = np.zeros((self.values.shape[0], stop, *self.values.shape[2:]), np.float32)
-            values[:, :depth] = self.values
-            weight_sum = np.zeros((stop, *self.weights.shape[1:]), np.float32)
-            weight_sum[:depth] = self.weights
-            self.values, self.weights = values, weight_sum
-        local = (slice(window[0].start - self.start, stop), *window[1:])
+        local = (slice(window[0].start - self.start, window[0].stop - self.start), *window[1:])
         self.values[(slice(None), *local)] += weighted
         self.weights[local] += weights
 
@@ -247,26 +267,26 @@ def sliding_window_slabs(
     starts = list(itertools.product(*grid))
     weights = importance_map(patch, gaussian, sigma_scale)
     blender: _Blender | None = None
-    weighted: np.ndarray | None = None  # one reused buffer: no per-window temporaries
-    groups = enumerate(_batches(starts, batch_size))
+    groups = _batches(starts, _bounded_batch(batch_size, num_classes, patch))
+    steps = enumerate(groups)
     if progress:
         from tqdm import tqdm
 
-        groups = tqdm(groups, total=-(-len(starts) // batch_size), desc="sliding window")
+        steps = tqdm(steps, total=len(groups), desc="sliding window")
     logger.debug("%d windows of %s over %s", len(starts), patch, spatial)
     z_crop = crop[0]
-    for index, group in groups:
+    for index, group in steps:
         windows = [tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True)) for st in group]
         batch = np.stack([volume[(slice(None), *w)] for w in windows])
         out = _predict_tta(predictor, batch, tta_axes, num_classes)
+        if not out.flags.writeable or np.may_share_memory(out, batch):
+            out = out.copy()  # weighted in place below: never the caller's or the batch's memory
         if blender is None:
             blender = _Blender(out.shape[1], spatial, patch[0])
-            weighted = np.empty((out.shape[1], *patch), dtype=np.float32)
         for window, prediction in zip(windows, out, strict=True):
-            np.multiply(prediction, weights, out=weighted)
-            blender.add(window, weighted, weights)
-        following = (index + 1) * batch_size
-        end = starts[following][0] if following < len(starts) else spatial[0]
+            prediction *= weights
+            blender.add(window, prediction, weights)
+        end = groups[index + 1][0][0] if index + 1 < len(groups) else spatial[0]
         first = blender.start
         if end <= first:
             continue
