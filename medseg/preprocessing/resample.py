@@ -96,6 +96,27 @@ def _linear_taps(old: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 Taps = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def linear_taps(old: int, new: int) -> Taps:
+    """Per new voxel along one axis: lower and upper source index and the upper weight.
+
+    An axis whose size does not change maps each voxel to itself (weight 0): no pass runs there.
+    """
+    if old == new:
+        index = np.arange(new, dtype=np.intp)
+        return index, index, np.zeros(new, dtype=np.float32)
+    return _linear_taps(old, new)
+
+
+def pass_order(source: Sequence[int], shape: Sequence[int]) -> list[int]:
+    """The axes a linear resampling from `source` to `shape` passes along, in their order.
+
+    Shrinking axes first, so later passes touch fewer voxels; unchanged axes get no pass. The
+    float32 result depends on this order, so every exact re-computation follows it.
+    """
+    changed = [a for a in range(len(shape)) if int(shape[a]) != int(source[a])]
+    return sorted(changed, key=lambda a: int(shape[a]) / int(source[a]))
+
+
 def _lerp_axis(
     source: Any, axis: int, new: int, xp: Any, out: Any = None, taps: Taps | None = None
 ) -> Any:
@@ -144,8 +165,7 @@ def _linear(
     """Separable linear resampling of one (Z, Y, X) volume to float32 `shape` (into `out`)."""
     xp = array_module(backend)
     result = _to_device(np.asarray(volume, dtype=np.float32), xp)
-    changed = [a for a in range(3) if shape[a] != volume.shape[a]]
-    order = sorted(changed, key=lambda a: shape[a] / volume.shape[a])
+    order = pass_order(volume.shape, shape)
     for step, axis in enumerate(order):
         last = step == len(order) - 1 and xp is np
         result = _lerp_axis(result, axis, int(shape[axis]), xp, out if last else None)
@@ -156,45 +176,37 @@ def _linear(
     return out
 
 
-def linear_planes(
-    slab: np.ndarray,
-    depth: int,
+def linear_box(
+    part: np.ndarray,
+    full: Sequence[int],
     shape: Sequence[int],
-    planes: tuple[int, int],
-    offset: int,
+    box: Sequence[tuple[int, int]],
+    offset: Sequence[int],
     backend: str = "numpy",
 ) -> np.ndarray:
-    """Planes `planes = (start, stop)` (axis 0) of the linear resampling of a whole volume.
+    """A box of the linear resampling of a whole (Z, Y, X) volume, from a part of it.
 
-    `slab` holds planes `offset ..` of a (Z, Y, X) volume of `depth` planes; it must include every
-    plane those output planes interpolate from (`axis0_taps`). The result equals, bit for bit,
-    `_linear(volume, shape)[start:stop]`: the same passes in the same order, on fewer planes.
+    `part` holds the volume's voxels from `offset` on (per axis) of a volume of shape `full`; it
+    must include every voxel the output `box` (per axis `(start, stop)` on the grid of `shape`)
+    interpolates from (`linear_taps`). The result equals, bit for bit,
+    `_linear(volume, shape)[box]`: the same passes in the same order, on fewer voxels.
     """
-    full = (int(depth), *slab.shape[1:])
+    full = tuple(int(n) for n in full)
     shape = tuple(int(n) for n in shape)
-    start, stop = planes
     xp = array_module(backend)
-    result = _to_device(np.asarray(slab, dtype=np.float32), xp)
-    changed = [a for a in range(3) if shape[a] != full[a]]
-    if 0 not in changed:
-        result = result[start - offset : stop - offset]
-    for axis in sorted(changed, key=lambda a: shape[a] / full[a]):
-        if axis == 0:
-            lower, upper, weight = _linear_taps(full[0], shape[0])
-            taps = (lower[start:stop] - offset, upper[start:stop] - offset, weight[start:stop])
-            result = _lerp_axis(result, 0, stop - start, xp, taps=taps)
-        else:
-            result = _lerp_axis(result, axis, shape[axis], xp)
+    result = _to_device(np.asarray(part, dtype=np.float32), xp)
+    order = pass_order(full, shape)
+    kept = tuple(
+        slice(None) if axis in order else slice(start - off, stop - off)
+        for axis, ((start, stop), off) in enumerate(zip(box, offset, strict=True))
+    )
+    result = result[kept]
+    for axis in order:
+        (start, stop), off = box[axis], offset[axis]
+        lower, upper, weight = _linear_taps(full[axis], shape[axis])
+        taps = (lower[start:stop] - off, upper[start:stop] - off, weight[start:stop])
+        result = _lerp_axis(result, axis, stop - start, xp, taps=taps)
     return _to_host(result)
-
-
-def axis0_taps(depth: int, new: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last source plane of each of `new` output planes resampled from `depth`."""
-    if depth == new:
-        planes = np.arange(new)
-        return planes, planes
-    lower, upper, _ = _linear_taps(depth, new)
-    return lower, upper
 
 
 def resample_image(
