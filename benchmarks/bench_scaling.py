@@ -8,13 +8,15 @@ on onnxruntime's CPU provider, without TTA, in a fresh process per measurement:
 - "before": the whole-volume path medseg had until this change: one (K, Z, Y, X) accumulator on
   the preprocessed grid, softmax, then all K channels resampled onto the scan's grid at once and
   arg-maxed (`resample_image` + `argmax`, what `probabilities_to_original_labels` did);
+- "every": `CasePipeline` with the slab back-mapping resampling every class (a running argmax
+  over all K), what medseg did before `interpolated_argmax`;
 - "after": `CasePipeline` (what val.py, the runner and `Segmenter` run): the streaming sliding
-  window with slab back-mapping by a running argmax.
+  window with slab back-mapping that resamples only the classes that can win a voxel.
 
 Reported: peak RSS of the process, the peak above its base (the process with the ONNX session
 and the int16 scan in memory, as the runner has it after reading), in bytes per scan voxel, and
 the back-mapping time (softmax, resampling, argmax, filter) over the network time (windows,
-blending). The labels of both paths are compared when both ran. `--throughput` also times whole
+blending). The labels of all paths that ran are compared. `--throughput` also times whole
 cases (read → written NIfTI) through the runner's `Segmenter` on phantom scans and on the real CT
 of tests/data/totalseg_small, with and without mirror TTA.
 
@@ -45,7 +47,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", default=["256x256x128"], help="XxYxZ voxels")
     parser.add_argument("--classes", nargs="+", type=int, default=[4, 32])
     parser.add_argument(
-        "--paths", nargs="+", choices=("before", "after"), default=["before", "after"]
+        "--paths",
+        nargs="+",
+        choices=("before", "every", "after"),
+        default=["before", "every", "after"],
     )
     parser.add_argument("--base_channels", type=int, default=8, help="VNet width")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
@@ -119,7 +124,11 @@ def _measure(deploy_yaml: str, shape: tuple, path: str, threads, queue) -> None:
     image = raw[None].astype(np.float32)
     image, _, record = preprocess_case(image, geometry, deploy.recipe)
     settings = deploy.inference
-    if path == "after":
+    if path == "every":
+        from medseg.preprocessing import backmap as slab_backmap
+
+        slab_backmap.interpolated_argmax = lambda *args: False  # always the every-class fallback
+    if path in ("every", "after"):
         from medseg.inference.timing import StageTimer
 
         timer = StageTimer()
@@ -216,9 +225,9 @@ def main() -> None:
                         f"{network:>9.1f}s{backmap:>9.1f}s{backmap / network:>7.2f}",
                         flush=True,
                     )
-                if len(labels) == 2:
-                    same = "identical" if labels["before"] == labels["after"] else "DIFFERENT"
-                    print(f"{'':<16}{'':>5}  labels of both paths: {same}")
+                if len(labels) > 1:
+                    same = "identical" if len(set(labels.values())) == 1 else "DIFFERENT"
+                    print(f"{'':<16}{'':>5}  labels of {', '.join(labels)}: {same}")
         if args.throughput:
             _print_throughput(
                 exported.get(4) or export_vnet(4, args.base_channels, Path(root) / "t"), root
