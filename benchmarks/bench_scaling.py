@@ -65,7 +65,7 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
     from medseg import __version__
     from medseg.commands import export
     from medseg.inference.deploy_config import DeployConfig
-    from medseg.inference.settings import InferenceSettings
+    from medseg.inference.settings import MIRROR_AXES, InferenceSettings
     from medseg.models.vnet import VNet
     from medseg.preparation import phantom
 
@@ -81,7 +81,9 @@ def export_vnet(num_classes: int, base_channels: int, folder: Path) -> Path:
         modalities=("CT",),
         classes={i: f"class_{i}" for i in range(num_classes)},
         recipe=phantom.recipe(),
-        inference=InferenceSettings(patch_size=PATCH, overlap=0.25, batch_size=2),
+        inference=InferenceSettings(
+            patch_size=PATCH, overlap=0.25, batch_size=2, tta_axes=MIRROR_AXES
+        ),  # as export.py writes it; the memory table turns the mirroring off
         medseg_version=__version__,
     )
     export.export_onnx(export._graph(model, False), deploy.model_path, sample, 17, "logits")
@@ -111,6 +113,7 @@ def _measure(deploy_yaml: str, shape: tuple, path: str, threads, queue) -> None:
     from medseg.inference.case import CasePipeline
     from medseg.inference.deploy_config import load_deploy_config
     from medseg.inference.onnx_predictor import OnnxPredictor
+    from medseg.inference.settings import with_tta
     from medseg.inference.sliding_window import sliding_window_inference, softmax
     from medseg.preprocessing.crop import pad_from_box
     from medseg.preprocessing.orientation import undo_reorient
@@ -123,7 +126,7 @@ def _measure(deploy_yaml: str, shape: tuple, path: str, threads, queue) -> None:
     base_kib = reset_peak()
     image = raw[None].astype(np.float32)
     image, _, record = preprocess_case(image, geometry, deploy.recipe)
-    settings = deploy.inference
+    settings = with_tta(deploy.inference, False)
     if path == "every":
         from medseg.preprocessing import backmap as slab_backmap
 
