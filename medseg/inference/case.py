@@ -57,14 +57,7 @@ def predict_logits(
     For comparing predictors; predictions go through `CasePipeline`, which never holds it.
     """
     return sliding_window_inference(
-        image,
-        predictor,
-        patch_size=settings.patch_size,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        gaussian=settings.gaussian,
-        tta_axes=settings.tta_axes,
-        num_classes=num_classes,
+        image, predictor, num_classes=num_classes, **settings.window_arguments()
     )
 
 
@@ -132,18 +125,9 @@ class CasePipeline:
         An ensemble's slabs are its members' mean probabilities (every member's windows tile
         the image alike, so their bands line up).
         """
-        settings = self.settings
+        window = self.settings.window_arguments()
         slabs = [
-            sliding_window_slabs(
-                image,
-                predictor,
-                patch_size=settings.patch_size,
-                overlap=settings.overlap,
-                batch_size=settings.batch_size,
-                gaussian=settings.gaussian,
-                tta_axes=settings.tta_axes,
-                num_classes=self.channels,
-            )
+            sliding_window_slabs(image, predictor, num_classes=self.channels, **window)
             for predictor in self.predictors
         ]
         while True:

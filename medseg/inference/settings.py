@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from medseg.cvlibs.errors import ConfigError, checked
@@ -24,6 +24,10 @@ class InferenceSettings:
     batch_size: int = 1
     gaussian: bool = True
     tta_axes: tuple[int, ...] = field(default_factory=tuple)
+
+    def window_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of `sliding_window_slabs` and `sliding_window_inference`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types for YAML/JSON."""
