@@ -24,7 +24,7 @@ import numpy as np
 from medseg.preprocessing.crop import pad_from_box
 from medseg.preprocessing.interpolated_argmax import AxisTaps, interpolated_argmax
 from medseg.preprocessing.orientation import undo_reorient
-from medseg.preprocessing.resample import linear_box, linear_taps, pass_order
+from medseg.preprocessing.resample import linear_box, linear_taps
 from medseg.utils.vocabulary import label_dtype
 
 if TYPE_CHECKING:
@@ -63,10 +63,9 @@ class SlabBackMapper:
         self.regions = regions
         self.depth = record.shape_after_resample[0]
         source, shape = record.shape_after_resample, record.shape_after_crop
-        self.lower, self.upper, self.weight = linear_taps(self.depth, shape[0])
-        self.order = pass_order(source, shape)
+        self.lower, self.upper, _ = linear_taps(self.depth, shape[0])
         self.plane_taps = [
-            AxisTaps.from_taps(*linear_taps(source[a], shape[a]), source[a] != shape[a])
+            AxisTaps.from_taps(*linear_taps(source[a], shape[a])[:2], source[a] != shape[a])
             for a in (1, 2)
         ]
         highest = num_classes - 1 if regions is None else regions.highest_id
@@ -136,8 +135,7 @@ class SlabBackMapper:
                 depth_taps = AxisTaps.from_taps(
                     self.lower[first:last] - lo,
                     self.upper[first:last] - lo,
-                    self.weight[first:last],
-                    0 in self.order,
+                    self.depth != self.label.shape[0],
                 )
                 axes = (depth_taps, *self.plane_taps)
                 rows = functools.partial(self._resample_rows, slab, (first, last), lo)

@@ -34,7 +34,6 @@ class AxisTaps:
     Attributes:
         lower: Lower source index per output index (relative to the source array given).
         upper: Upper source index per output index.
-        weight: float32 weight of the upper source voxel.
         pair_lower: Lower source index of each distinct (lower, upper) pair.
         pair_upper: Upper source index of each pair.
         pair_of: The pair of each output index.
@@ -43,23 +42,19 @@ class AxisTaps:
 
     lower: np.ndarray
     upper: np.ndarray
-    weight: np.ndarray
     pair_lower: np.ndarray
     pair_upper: np.ndarray
     pair_of: np.ndarray
     resampled: bool
 
     @classmethod
-    def from_taps(
-        cls, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, resampled: bool
-    ) -> AxisTaps:
+    def from_taps(cls, lower: np.ndarray, upper: np.ndarray, resampled: bool) -> AxisTaps:
         """Group the output indices by the source pair they interpolate from."""
         stride = int(upper.max(initial=0)) + 1
         pairs, pair_of = np.unique(lower.astype(np.int64) * stride + upper, return_inverse=True)
         return cls(
             lower=lower,
             upper=upper,
-            weight=weight.astype(np.float32),
             pair_lower=(pairs // stride).astype(np.intp),
             pair_upper=(pairs % stride).astype(np.intp),
             pair_of=pair_of.reshape(-1).astype(np.intp),
