@@ -114,7 +114,7 @@ for name, entry in test["per_class"].items():
           f"{entry['dice']['count']:>7}")
 print(f"{'foreground mean':<16}{test['foreground_mean']['dice']:>8.4f}"
       f"{test['foreground_mean']['hd95']:>10.2f}")
-print("(unseen cases of another phantom seed, each scan's own space)")
+print("(unseen cases of another phantom seed, mirrored prediction, each scan's own space)")
 EOF
 echo
 echo "stage times:"

@@ -23,10 +23,8 @@ torch). The 100 iterations are 4 epochs of 25; 600 are 24 epochs of 25, so its p
 decays over the run as medseg's does. Its final validation on the 4 validation cases is skipped
 (on this CPU it costs a minute per case with mirroring): both systems are scored on the 20
 unseen cases only. Its split is medseg's (fold 0 = medseg's train/val lists).
-medseg trains with the batch above, not its config's (the phantom configs ship batch 4).
-Neither side mirrors at test time by default (medseg's phantom configs set `tta_axes: []`,
-nnU-Net is run without it), so the compute is equal; `--nnunet_tta` gives nnU-Net its default
-mirroring.
+Neither side mirrors at test time by default (the phantom configs set no `tta_axes`), so the
+compute is equal; `--nnunet_tta` gives nnU-Net its default mirroring.
 """
 
 from __future__ import annotations
@@ -121,7 +119,7 @@ def _medseg(model: str, iters: int, seed: int, train: Path, test: Path, work: Pa
     seconds = _run(
         [sys.executable, str(REPO / "train.py"), "--config", str(CONFIGS[model]), "--save_dir",
          str(out), "--iters", str(iters), "--save_interval", str(iters), "--seed", str(seed),
-         *data, "val_dataset.dataset_root=train/preprocessed", f"batch_size={BATCH}"],
+         *data, "val_dataset.dataset_root=train/preprocessed"],
         work / f"medseg_{model}_{iters}_train.log",
     )  # fmt: skip
     _run(
